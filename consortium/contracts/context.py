@@ -1,0 +1,36 @@
+"""What a contract sees: a state view and the facts of the transaction being executed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class StateView(Protocol):
+    """Reads and writes of one transaction; dropped as a whole if the transaction fails."""
+
+    def get(self, key: str) -> Any | None: ...
+
+    def put(self, key: str, value: Any) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def keys_with_prefix(self, prefix: str) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TxContext:
+    """The transaction's identity and position: the only inputs besides state and arguments."""
+
+    sender: str
+    tx_id: bytes
+    height: int
+    index: int
+
+
+class RuleViolation(Exception):
+    """A business rule refused the transaction: it gets a failed receipt with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
