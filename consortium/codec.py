@@ -122,5 +122,7 @@ def expect_type(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     if isinstance(value, bool) and kind is int:
         raise CodecError(f"{what}: expected int, got bool")
     if not isinstance(value, kind):
-        raise CodecError(f"{what}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+        raise CodecError(
+            f"{what}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}"
+        )
     return value

@@ -83,7 +83,7 @@ def _require(mapping: dict[str, Any], key: str, kind: type, where: str) -> Any:
 
 
 def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
     return value
 
@@ -102,7 +102,9 @@ def _member(raw: Any, where: str, runs_node: bool) -> MemberConfig:
         raise ConfigError(f"{where}.id: {member_id!r} must be lowercase letters, digits and '-'")
     role = _require(raw, "role", str, where)
     if role not in ROLES:
-        raise ConfigError(f"{where}.role: unknown role {role!r} (one of {', '.join(sorted(ROLES))})")
+        raise ConfigError(
+            f"{where}.role: unknown role {role!r} (one of {', '.join(sorted(ROLES))})"
+        )
     if runs_node and role not in NODE_ROLES:
         raise ConfigError(f"{where}.role: a {role} is a member without a node, not a node")
     return MemberConfig(member_id, role, runs_node)
