@@ -29,6 +29,10 @@ def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise CodecError(f"extension type {code} is not allowed")
+
+
 def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8")
 
@@ -94,7 +98,7 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX
             use_list=False,
             strict_map_key=True,
             object_pairs_hook=_sorted_map,
-            max_buffer_size=max_bytes,
+            ext_hook=_refuse_ext,
         )
     except CodecError:
         raise

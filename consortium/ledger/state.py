@@ -1,4 +1,5 @@
-"""The replicated state: a key-value map with an incremental state root, and scratch overlays.
+"""The replicated state: a key-value map with an incremental state root, speculative layers, and
+scratch overlays.
 
 State root: an additive multiset hash (in the manner of LtHash). Every entry (key, value) maps to a
 2048-bit number by SHAKE-256 of its canonical encoding; the accumulator is their sum modulo 2**2048
@@ -6,27 +7,33 @@ and the root is SHA-256 of the accumulator. Writing a key subtracts the old entr
 the new one, so a block costs one hash per written key, never a rehash of the whole state, and the
 root depends only on the state's content (not on history), which is what state transfer needs.
 
+Three kinds of view, all with `get` and `keys_with_prefix`:
+- `State`: what is committed.
+- `Layer`: the result of one validated but uncommitted block on top of a `State` or another
+  `Layer`, with its own accumulator; PBFT keeps several blocks in flight, each validated on top of
+  the one before. Committing a block folds its layer into the `State` without hashing again.
+- `Overlay`: scratch writes of one block or one transaction, dropped if it fails.
+
 Values are codec-encodable (None, bool, int, str, bytes, tuple/list, dict with str keys). Readers
-must treat returned values as immutable: to change a record, `put` a new one.
+must treat returned values as immutable: to change a record, `put` a new one. `None` means absent.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from consortium import codec
 
-_ACC_BITS = 2048
-_ACC_BYTES = _ACC_BITS // 8
-_ACC_MASK = (1 << _ACC_BITS) - 1
-_DELETED = object()
+_ACC_BYTES = 256
+_ACC_MASK = (1 << (8 * _ACC_BYTES)) - 1
+_ABSENT = object()
 
 
-def entry_digest(key: str, value_bytes: bytes) -> int:
+def entry_digest(key: str, value: Any) -> int:
     """The accumulator term of one entry: SHAKE-256 of (key, value) as a 2048-bit integer."""
-    data = codec.encode_flat((key, value_bytes))
+    data = codec.encode((key, value))
     return int.from_bytes(hashlib.shake_256(data).digest(_ACC_BYTES), "little")
 
 
@@ -35,98 +42,106 @@ def root_of(accumulator: int) -> bytes:
 
 
 class State:
-    """Committed state: values, their encodings' digests, and the running accumulator."""
+    """Committed state: values, each entry's digest, and the running accumulator."""
 
-    __slots__ = ("_accumulator", "_digests", "_values")
+    __slots__ = ("accumulator", "digests", "values")
 
     def __init__(self) -> None:
-        self._values: dict[str, Any] = {}
-        self._digests: dict[str, int] = {}
-        self._accumulator = 0
+        self.values: dict[str, Any] = {}
+        self.digests: dict[str, int] = {}
+        self.accumulator = 0
 
     @property
     def root(self) -> bytes:
-        return root_of(self._accumulator)
+        return root_of(self.accumulator)
 
     def get(self, key: str) -> Any | None:
-        return self._values.get(key)
+        return self.values.get(key)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._values
-
-    def __len__(self) -> int:
-        return len(self._values)
+    def digest_of(self, key: str) -> int | None:
+        return self.digests.get(key)
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
-        return sorted(k for k in self._values if k.startswith(prefix))
+        return sorted(k for k in self.values if k.startswith(prefix))
 
     def items(self) -> Iterator[tuple[str, Any]]:
         """All entries in key order (for snapshots and state transfer)."""
-        for key in sorted(self._values):
-            yield key, self._values[key]
+        for key in sorted(self.values):
+            yield key, self.values[key]
 
-    def root_after(self, writes: dict[str, Any]) -> tuple[bytes, dict[str, tuple[Any, int]]]:
-        """The root the state would have after `writes` (value None deletes), and the prepared
-        entries that `apply_prepared` installs without hashing again."""
-        acc = self._accumulator
-        prepared: dict[str, tuple[Any, int]] = {}
-        for key, value in writes.items():
-            old = self._digests.get(key)
-            if old is not None:
-                acc -= old
+    def fold(self, layer: Layer) -> None:
+        """Make `layer` (whose base must be this state) committed."""
+        if layer.base is not self:
+            raise ValueError("a layer folds only into the state it was built on")
+        for key, value in layer.values.items():
             if value is None:
-                prepared[key] = (None, 0)
-                continue
-            digest = entry_digest(key, codec.encode(value))
-            acc += digest
-            prepared[key] = (value, digest)
-        return root_of(acc & _ACC_MASK), prepared
-
-    def apply_prepared(self, prepared: dict[str, tuple[Any, int]]) -> None:
-        acc = self._accumulator
-        for key, (value, digest) in prepared.items():
-            old = self._digests.pop(key, None)
-            if old is not None:
-                acc -= old
-                del self._values[key]
-            if value is not None:
-                self._values[key] = value
-                self._digests[key] = digest
-                acc += digest
-        self._accumulator = acc & _ACC_MASK
+                self.values.pop(key, None)
+                self.digests.pop(key, None)
+            else:
+                self.values[key] = value
+                self.digests[key] = layer.digests[key]
+        self.accumulator = layer.accumulator
 
     def apply(self, writes: dict[str, Any]) -> bytes:
-        """Install `writes` and return the new root."""
-        _, prepared = self.root_after(writes)
-        self.apply_prepared(prepared)
+        """Commit `writes` directly (genesis, tests) and return the new root."""
+        self.fold(Layer(self, writes))
         return self.root
 
-    @staticmethod
-    def from_items(items: Iterable[tuple[str, Any]]) -> State:
-        state = State()
-        state.apply(dict(items))
-        return state
+
+class Layer:
+    """One block's writes on top of a base view, hashed once, with the resulting accumulator."""
+
+    __slots__ = ("accumulator", "base", "digests", "values")
+
+    def __init__(self, base: State | Layer, writes: dict[str, Any]) -> None:
+        self.base = base
+        self.values = writes
+        self.digests: dict[str, int] = {}
+        acc = base.accumulator
+        for key, value in writes.items():
+            old = base.digest_of(key)
+            if old is not None:
+                acc -= old
+            if value is not None:
+                digest = entry_digest(key, value)
+                self.digests[key] = digest
+                acc += digest
+        self.accumulator = acc & _ACC_MASK
+
+    @property
+    def root(self) -> bytes:
+        return root_of(self.accumulator)
+
+    def get(self, key: str) -> Any | None:
+        value = self.values.get(key, _ABSENT)
+        return self.base.get(key) if value is _ABSENT else value
+
+    def digest_of(self, key: str) -> int | None:
+        if key in self.values:
+            return self.digests.get(key)
+        return self.base.digest_of(key)
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        return _merge_prefix(self.base.keys_with_prefix(prefix), self.values, prefix)
+
+    def rebase(self, state: State) -> None:
+        """After the layer below was folded into `state`, read through `state` directly."""
+        self.base = state
 
 
 class Overlay:
-    """A scratch view over a `State` (or another overlay): reads fall through, writes stay here
-    until `merge_into` or until the overlay is dropped. A failed transaction's overlay is dropped,
-    so it changes nothing."""
+    """Scratch writes over any view: reads fall through, writes stay here until merged.
+    A failed transaction's overlay is dropped, so it changes nothing."""
 
-    __slots__ = ("_base", "writes")
+    __slots__ = ("base", "writes")
 
-    def __init__(self, base: State | Overlay) -> None:
-        self._base = base
+    def __init__(self, base: State | Layer | Overlay) -> None:
+        self.base = base
         self.writes: dict[str, Any] = {}
 
     def get(self, key: str) -> Any | None:
-        value = self.writes.get(key, _DELETED)
-        if value is _DELETED:
-            return self._base.get(key)
-        return value
-
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
+        value = self.writes.get(key, _ABSENT)
+        return self.base.get(key) if value is _ABSENT else value
 
     def put(self, key: str, value: Any) -> None:
         """Write a value; `None` deletes the key."""
@@ -136,14 +151,18 @@ class Overlay:
         self.writes[key] = None
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
-        keys = set(self._base.keys_with_prefix(prefix))
-        for key, value in self.writes.items():
-            if key.startswith(prefix):
-                if value is None:
-                    keys.discard(key)
-                else:
-                    keys.add(key)
-        return sorted(keys)
+        return _merge_prefix(self.base.keys_with_prefix(prefix), self.writes, prefix)
 
     def merge_into(self, target: Overlay) -> None:
         target.writes.update(self.writes)
+
+
+def _merge_prefix(base_keys: list[str], writes: dict[str, Any], prefix: str) -> list[str]:
+    keys = set(base_keys)
+    for key, value in writes.items():
+        if key.startswith(prefix):
+            if value is None:
+                keys.discard(key)
+            else:
+                keys.add(key)
+    return sorted(keys)

@@ -1,0 +1,45 @@
+"""What every command shares: the config option, JSON output, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from consortium.config import NetworkConfig, load_config
+from consortium.errors import RemoteError
+from consortium.keys import KeyDirectory, load_directory
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    default="nodes.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The network's nodes.yaml.",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout."
+)
+
+
+class ConsortiumGroup(click.Group):
+    """A group whose commands report bad input as a one-line error, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RemoteError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def load(config_path: str) -> tuple[NetworkConfig, KeyDirectory]:
+    config = load_config(config_path)
+    return config, load_directory(config)
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")

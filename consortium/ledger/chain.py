@@ -1,0 +1,323 @@
+"""The chain as a deterministic state machine: propose, validate, commit, with speculation.
+
+PBFT keeps several heights in flight, so a block is validated on top of its parent even when the
+parent is only validated, not yet committed: each validated block keeps its `Layer` of writes.
+Committing folds the layer into the committed `State`; a view change that replaces uncommitted
+blocks drops their layers.
+
+The state transition is one readable function, `execute`: check each transaction's sender, nonce
+and signature (ledger errors: the block is invalid), run the contract (business errors: a failed
+receipt, no state change), then compare the header's roots with what execution produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from consortium import contracts
+from consortium.contracts.context import RuleViolation, TxContext
+from consortium.errors import CodecError, RemoteError
+from consortium.ledger.block import (
+    GENESIS_PARENT,
+    Block,
+    BlockHeader,
+    Receipt,
+    receipts_root,
+    split_block,
+    tx_root,
+)
+from consortium.ledger.signatures import BatchVerifier, SerialVerifier, VerifiedCache
+from consortium.ledger.state import Layer, Overlay, State
+from consortium.ledger.tx import SignedTransaction, decode_transaction
+
+NONCE_PREFIX = "nonce/"
+
+
+class InvalidBlock(RemoteError):
+    """A proposed or stored block that a correct node must not accept; the reason says why."""
+
+
+class InvalidTransaction(RemoteError):
+    """A transaction no block may contain: malformed, forged, replayed, or from a non-member."""
+
+
+class MissingParent(RemoteError):
+    """The block builds on a block this node has not validated (yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutedBlock:
+    block: Block
+    receipts: tuple[Receipt, ...]
+    layer: Layer
+
+    @property
+    def header(self) -> BlockHeader:
+        return self.block.header
+
+    @property
+    def hash(self) -> bytes:
+        return self.block.hash
+
+
+View = State | Layer
+
+
+def last_nonce(view: View | Overlay, sender: str) -> int:
+    return view.get(NONCE_PREFIX + sender) or 0
+
+
+def execute(
+    parent: View, parent_header: BlockHeader, txs: Sequence[SignedTransaction], chain_id: str
+) -> tuple[Overlay, list[Receipt], list[tuple[SignedTransaction, str]]]:
+    """Run `txs` in order on top of `parent`. Returns the block's writes, the receipts of the
+    transactions that belong in the block, and those that do not (with the ledger error)."""
+    height = parent_header.height + 1
+    block_view = Overlay(parent)
+    receipts: list[Receipt] = []
+    excluded: list[tuple[SignedTransaction, str]] = []
+    for stx in txs:
+        tx = stx.tx
+        if tx.chain_id != chain_id:
+            excluded.append((stx, f"transaction for chain {tx.chain_id!r}"))
+            continue
+        nonce_key = NONCE_PREFIX + tx.sender
+        last = block_view.get(nonce_key) or 0
+        if tx.nonce <= last:
+            excluded.append(
+                (stx, f"replayed or stale nonce {tx.nonce} of {tx.sender} (last {last})")
+            )
+            continue
+        tx_view = Overlay(block_view)
+        ctx = TxContext(tx.sender, stx.tx_id, height, len(receipts))
+        try:
+            result = contracts.execute(tx_view, ctx, tx.op, tx.args)
+        except RuleViolation as violation:
+            receipts.append(Receipt(stx.tx_id, False, violation.reason, None))
+        else:
+            tx_view.merge_into(block_view)
+            receipts.append(Receipt(stx.tx_id, True, "", result))
+        block_view.put(nonce_key, tx.nonce)
+    return block_view, receipts, excluded
+
+
+class Chain:
+    """One node's ledger: committed state and head, plus validated blocks not yet committed."""
+
+    def __init__(
+        self,
+        chain_id: str,
+        state: State,
+        head: BlockHeader,
+        verifier: BatchVerifier | None = None,
+        cache: VerifiedCache | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.state = state
+        self.head = head
+        self.verifier = verifier or SerialVerifier()
+        self.cache = cache if cache is not None else VerifiedCache()
+        self.pending: dict[bytes, ExecutedBlock] = {}
+
+    @staticmethod
+    def genesis_header(chain_id: str, state: State) -> BlockHeader:
+        return BlockHeader(
+            chain_id=chain_id,
+            height=0,
+            parent_hash=GENESIS_PARENT,
+            tx_root=tx_root([]),
+            receipts_root=receipts_root([]),
+            state_root=state.root,
+            business_day=contracts.business_day(state),
+            proposer="genesis",
+            view=0,
+        )
+
+    # -- views ---------------------------------------------------------------------------
+
+    def parent_of(self, parent_hash: bytes) -> tuple[View, BlockHeader]:
+        if parent_hash == self.head.hash:
+            return self.state, self.head
+        pending = self.pending.get(parent_hash)
+        if pending is None:
+            raise MissingParent(
+                f"parent {parent_hash.hex()[:16]} is neither the head nor validated"
+            )
+        return pending.layer, pending.header
+
+    def tip(self) -> tuple[View, BlockHeader]:
+        """The highest validated block (or the head): where a primary builds next."""
+        best: ExecutedBlock | None = None
+        for pending in self.pending.values():
+            if best is None or pending.header.height > best.header.height:
+                best = pending
+        return (best.layer, best.header) if best else (self.state, self.head)
+
+    # -- admission -----------------------------------------------------------------------
+
+    def admit(self, raw: bytes, view: View | None = None) -> SignedTransaction:
+        """Decode and authenticate one transaction for the mempool; remember the verdict."""
+        view = view if view is not None else self.state
+        cached = self.cache.get(raw)
+        if cached is not None:
+            stx, key = cached
+            if contracts.member_public_key(view, stx.tx.sender) == key:
+                return stx
+        try:
+            stx = decode_transaction(raw)
+        except CodecError as exc:
+            raise InvalidTransaction(f"malformed transaction: {exc}") from None
+        key = self._sender_key(view, stx)
+        if not self.verifier.verify_many([(key, stx.tx_id, stx.signature)])[0]:
+            raise InvalidTransaction(f"bad signature on transaction {stx.tx_id.hex()[:16]}")
+        if stx.tx.nonce <= last_nonce(view, stx.tx.sender):
+            raise InvalidTransaction(f"stale nonce {stx.tx.nonce} of {stx.tx.sender}")
+        self.cache.add(stx, key)
+        return stx
+
+    def _sender_key(self, view: View, stx: SignedTransaction) -> bytes:
+        if stx.tx.chain_id != self.chain_id:
+            raise InvalidTransaction(f"transaction for chain {stx.tx.chain_id!r}")
+        key = contracts.member_public_key(view, stx.tx.sender)
+        if key is None:
+            raise InvalidTransaction(f"sender {stx.tx.sender!r} is not a member")
+        return key
+
+    def authenticate(self, raws: Iterable[bytes], view: View) -> list[SignedTransaction]:
+        """Decode every transaction and check every signature not checked before, in one batch.
+        Keys are those of `view` (the parent state): a key rotation takes effect next block."""
+        txs: list[SignedTransaction] = []
+        unknown: list[tuple[int, SignedTransaction, bytes]] = []
+        get_cached = self.cache.get
+        for raw in raws:
+            cached = get_cached(raw)
+            if cached is not None:
+                stx, key = cached
+                if contracts.member_public_key(view, stx.tx.sender) == key:
+                    txs.append(stx)
+                    continue
+            try:
+                stx = decode_transaction(raw)
+            except CodecError as exc:
+                raise InvalidBlock(f"malformed transaction at index {len(txs)}: {exc}") from None
+            try:
+                key = self._sender_key(view, stx)
+            except InvalidTransaction as exc:
+                raise InvalidBlock(f"transaction at index {len(txs)}: {exc}") from None
+            unknown.append((len(txs), stx, key))
+            txs.append(stx)
+        if unknown:
+            verdicts = self.verifier.verify_many([(k, s.tx_id, s.signature) for _, s, k in unknown])
+            for (index, stx, key), ok in zip(unknown, verdicts, strict=True):
+                if not ok:
+                    raise InvalidBlock(
+                        f"bad signature on transaction {stx.tx_id.hex()[:16]} at index {index}"
+                    )
+                self.cache.add(stx, key)
+        return txs
+
+    # -- propose / validate / commit ------------------------------------------------------
+
+    def propose(
+        self, txs: Sequence[SignedTransaction], view: int, proposer: str
+    ) -> tuple[ExecutedBlock, list[tuple[SignedTransaction, str]]]:
+        """Build the next block on the tip from admitted transactions, leaving out any that no
+        longer belong (replayed nonce, revoked key): a correct primary never proposes those."""
+        parent, parent_header = self.tip()
+        keep = []
+        excluded: list[tuple[SignedTransaction, str]] = []
+        for stx in txs:
+            key = contracts.member_public_key(parent, stx.tx.sender)
+            cached = self.cache.get(stx.raw)
+            if key is None or cached is None or cached[1] != key:
+                excluded.append((stx, "sender key unknown or changed since admission"))
+            else:
+                keep.append(stx)
+        writes, receipts, skipped = execute(parent, parent_header, keep, self.chain_id)
+        excluded += skipped
+        skipped_ids = {id(s) for s, _ in skipped}
+        included = tuple(s for s in keep if id(s) not in skipped_ids)
+        layer = Layer(parent, writes.writes)
+        header = BlockHeader(
+            chain_id=self.chain_id,
+            height=parent_header.height + 1,
+            parent_hash=parent_header.hash,
+            tx_root=tx_root(included),
+            receipts_root=receipts_root(receipts),
+            state_root=layer.root,
+            business_day=contracts.business_day(layer),
+            proposer=proposer,
+            view=view,
+        )
+        executed = ExecutedBlock(Block(header, included), tuple(receipts), layer)
+        self.pending[executed.hash] = executed
+        return executed, excluded
+
+    def validate(self, data: bytes) -> ExecutedBlock:
+        """Check a proposed block completely; raises InvalidBlock (or MissingParent) and then
+        leaves every state untouched. A valid block is kept as pending until commit."""
+        try:
+            header, raws = split_block(data)
+        except CodecError as exc:
+            raise InvalidBlock(f"malformed block: {exc}") from None
+        known = self.pending.get(header.hash)
+        if known is not None:
+            return known
+        return self.validate_parts(header, raws)
+
+    def validate_parts(self, header: BlockHeader, raws: Sequence[bytes]) -> ExecutedBlock:
+        if header.chain_id != self.chain_id:
+            raise InvalidBlock(f"block for chain {header.chain_id!r}")
+        if header.height <= self.head.height:
+            raise InvalidBlock(f"height {header.height} is not above the head {self.head.height}")
+        parent, parent_header = self.parent_of(header.parent_hash)
+        if header.height != parent_header.height + 1:
+            raise InvalidBlock(
+                f"height {header.height} does not follow parent {parent_header.height}"
+            )
+        txs = self.authenticate(raws, parent)
+        if tx_root(txs) != header.tx_root:
+            raise InvalidBlock("transaction Merkle root does not match the header")
+        writes, receipts, excluded = execute(parent, parent_header, txs, self.chain_id)
+        if excluded:
+            stx, why = excluded[0]
+            raise InvalidBlock(f"transaction {stx.tx_id.hex()[:16]}: {why}")
+        if receipts_root(receipts) != header.receipts_root:
+            raise InvalidBlock("receipts Merkle root does not match the header")
+        layer = Layer(parent, writes.writes)
+        if layer.root != header.state_root:
+            raise InvalidBlock("state root does not match the header")
+        day = contracts.business_day(layer)
+        if header.business_day != day:
+            raise InvalidBlock(f"business day {header.business_day}, execution gives {day}")
+        executed = ExecutedBlock(Block(header, tuple(txs)), tuple(receipts), layer)
+        self.pending[executed.hash] = executed
+        return executed
+
+    def commit(self, block_hash: bytes) -> ExecutedBlock:
+        """Make a validated child of the head committed; its siblings are dropped."""
+        executed = self.pending.get(block_hash)
+        if executed is None or executed.header.parent_hash != self.head.hash:
+            raise InvalidBlock(
+                f"block {block_hash.hex()[:16]} is not a validated child of the head"
+            )
+        self.state.fold(executed.layer)
+        self.head = executed.header
+        del self.pending[block_hash]
+        survivors: dict[bytes, ExecutedBlock] = {}
+        for other_hash, other in sorted(self.pending.items(), key=lambda kv: kv[1].header.height):
+            parent_hash = other.header.parent_hash
+            if parent_hash == self.head.hash:
+                other.layer.rebase(self.state)
+                survivors[other_hash] = other
+            elif parent_hash in survivors:
+                survivors[other_hash] = other
+        self.pending = survivors
+        return executed
+
+    def discard_above(self, height: int) -> None:
+        """Forget validated blocks above `height` (a view change replaced them)."""
+        for block_hash, pending in list(self.pending.items()):
+            if pending.header.height > height:
+                del self.pending[block_hash]

@@ -1,0 +1,223 @@
+"""One node's SQLite store (WAL): blocks with receipts and commit certificates, the committed
+state, and an index of transactions.
+
+A block, its receipts, its certificate, its transactions' index rows and its state writes go in
+one SQLite transaction, so after a crash the store holds each block whole or not at all, and the
+state table always matches the head. Every stored value is msgpack.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consortium import codec
+from consortium.certificate import CommitCertificate
+from consortium.errors import CodecError, RemoteError
+from consortium.ledger.block import BlockHeader, Receipt
+from consortium.ledger.state import Layer, State
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    header BLOB NOT NULL,
+    txs BLOB NOT NULL,
+    receipts BLOB NOT NULL,
+    certificate BLOB
+);
+CREATE TABLE IF NOT EXISTS txs (
+    tx_id BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (tx_id, height)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StoreError(RemoteError):
+    """The store on disk is not what this node wrote: corrupt, foreign or truncated."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A block as stored, in raw form: `ledger verify` re-derives everything from these bytes."""
+
+    height: int
+    hash: bytes
+    header: bytes
+    txs: tuple[bytes, ...]
+    receipts: bytes
+    certificate: bytes | None
+
+    def decoded_header(self) -> BlockHeader:
+        return BlockHeader.from_wire(codec.decode(self.header))
+
+    def decoded_receipts(self) -> tuple[Receipt, ...]:
+        value = codec.expect_type(codec.decode(self.receipts), tuple, "receipts")
+        return tuple(Receipt.from_wire(r) for r in value)
+
+    def decoded_certificate(self) -> CommitCertificate | None:
+        if self.certificate is None:
+            return None
+        return CommitCertificate.from_wire(codec.decode(self.certificate))
+
+
+class Store:
+    def __init__(self, path: Path | str, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise StoreError(f"no store at {self.path}")
+            uri = f"file:{self.path}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else codec.decode(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, codec.encode(value))
+        )
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    def initialise(self, chain_id: str, genesis: BlockHeader, state: State) -> None:
+        """Write genesis (header and full state) once; refuse a store of another chain."""
+        known = self.get_meta("genesis_hash")
+        if known is not None:
+            if known != genesis.hash:
+                raise StoreError(f"{self.path} holds another chain (genesis {known.hex()[:16]})")
+            return
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('chain_id', ?), ('genesis_hash', ?)",
+                (codec.encode(chain_id), codec.encode(genesis.hash)),
+            )
+            self._insert_block(0, genesis.hash, genesis.encode(), (), codec.encode(()), None)
+            self.db.executemany(
+                "INSERT INTO state (key, value) VALUES (?, ?)",
+                [(k, codec.encode(v)) for k, v in state.items()],
+            )
+
+    def append(
+        self,
+        header: BlockHeader,
+        raws: tuple[bytes, ...],
+        tx_ids: list[bytes],
+        receipts: tuple[Receipt, ...],
+        certificate: CommitCertificate,
+        layer: Layer,
+    ) -> None:
+        """Store a committed block and its state writes atomically."""
+        with self._transaction():
+            self._insert_block(
+                header.height,
+                header.hash,
+                header.encode(),
+                raws,
+                codec.encode([r.to_wire() for r in receipts]),
+                codec.encode(certificate.to_wire()),
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO txs (tx_id, height, position) VALUES (?, ?, ?)",
+                [(tx_id, header.height, i) for i, tx_id in enumerate(tx_ids)],
+            )
+            upserts = [(k, codec.encode(v)) for k, v in layer.values.items() if v is not None]
+            deletes = [(k,) for k, v in layer.values.items() if v is None]
+            self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", upserts)
+            self.db.executemany("DELETE FROM state WHERE key = ?", deletes)
+
+    def _insert_block(
+        self,
+        height: int,
+        block_hash: bytes,
+        header: bytes,
+        raws: tuple[bytes, ...],
+        receipts: bytes,
+        certificate: bytes | None,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO blocks (height, hash, header, txs, receipts, certificate)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (height, block_hash, header, codec.encode_flat(list(raws)), receipts, certificate),
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def height(self) -> int:
+        row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        return -1 if row[0] is None else row[0]
+
+    def block(self, height: int) -> StoredBlock | None:
+        row = self.db.execute(
+            "SELECT height, hash, header, txs, receipts, certificate FROM blocks WHERE height = ?",
+            (height,),
+        ).fetchone()
+        return None if row is None else _stored(row)
+
+    def blocks(self, start: int = 0) -> Iterator[StoredBlock]:
+        cursor = self.db.execute(
+            "SELECT height, hash, header, txs, receipts, certificate FROM blocks"
+            " WHERE height >= ? ORDER BY height",
+            (start,),
+        )
+        for row in cursor:
+            yield _stored(row)
+
+    def tx_locations(self, tx_id: bytes) -> list[tuple[int, int]]:
+        rows = self.db.execute(
+            "SELECT height, position FROM txs WHERE tx_id = ? ORDER BY height", (tx_id,)
+        )
+        return [(h, p) for h, p in rows]
+
+    def load_state(self) -> State:
+        state = State()
+        writes = {}
+        for key, value in self.db.execute("SELECT key, value FROM state ORDER BY key"):
+            try:
+                writes[key] = codec.decode(value)
+            except CodecError as exc:
+                raise StoreError(f"state entry {key!r} is corrupt: {exc}") from None
+        state.apply(writes)
+        return state
+
+
+def _stored(row: tuple) -> StoredBlock:
+    height, block_hash, header, txs, receipts, certificate = row
+    try:
+        raws = codec.expect_type(codec.decode(txs), tuple, "stored txs")
+    except CodecError as exc:
+        raise StoreError(f"block {height}: transaction list is corrupt: {exc}") from None
+    return StoredBlock(height, block_hash, header, raws, receipts, certificate)
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
