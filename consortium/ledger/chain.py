@@ -12,7 +12,7 @@ receipt, no state change), then compare the header's roots with what execution p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from consortium import contracts
@@ -62,6 +62,10 @@ class ExecutedBlock:
 
 
 View = State | Layer
+
+
+def _nothing_to_wait_for() -> None:
+    return None
 
 
 def last_nonce(view: View | Overlay, sender: str) -> int:
@@ -184,38 +188,44 @@ class Chain:
             raise InvalidTransaction(f"sender {stx.tx.sender!r} is not a member")
         return key
 
-    def authenticate(self, raws: Iterable[bytes], view: View) -> list[SignedTransaction]:
-        """Decode every transaction and check every signature not checked before, in one batch.
-        Keys are those of `view` (the parent state): a key rotation takes effect next block."""
+    def authenticate(
+        self, raws: Iterable[bytes], view: View
+    ) -> tuple[list[SignedTransaction], Callable[[], None]]:
+        """Decode every transaction and start checking every signature not checked before.
+        Returns the transactions and a call that waits for the verdicts (raising InvalidBlock on
+        a bad one), so the caller can execute while the signatures are being verified. Keys are
+        those of `view` (the parent state): a key rotation takes effect from the next block."""
         txs: list[SignedTransaction] = []
         unknown: list[tuple[int, SignedTransaction, bytes]] = []
         get_cached = self.cache.get
+        member_key = contracts.member_public_key
         for raw in raws:
             cached = get_cached(raw)
             if cached is not None:
                 stx, key = cached
-                if contracts.member_public_key(view, stx.tx.sender) == key:
+                if member_key(view, stx.tx.sender) == key:
                     txs.append(stx)
                     continue
             try:
                 stx = decode_transaction(raw)
-            except CodecError as exc:
-                raise InvalidBlock(f"malformed transaction at index {len(txs)}: {exc}") from None
-            try:
                 key = self._sender_key(view, stx)
-            except InvalidTransaction as exc:
+            except (CodecError, InvalidTransaction) as exc:
                 raise InvalidBlock(f"transaction at index {len(txs)}: {exc}") from None
             unknown.append((len(txs), stx, key))
             txs.append(stx)
-        if unknown:
-            verdicts = self.verifier.verify_many([(k, s.tx_id, s.signature) for _, s, k in unknown])
-            for (index, stx, key), ok in zip(unknown, verdicts, strict=True):
+        if not unknown:
+            return txs, _nothing_to_wait_for
+        wait = self.verifier.start([(k, s.tx_id, s.signature) for _, s, k in unknown])
+
+        def finish() -> None:
+            for (index, stx, key), ok in zip(unknown, wait(), strict=True):
                 if not ok:
                     raise InvalidBlock(
                         f"bad signature on transaction {stx.tx_id.hex()[:16]} at index {index}"
                     )
                 self.cache.add(stx, key)
-        return txs
+
+        return txs, finish
 
     # -- propose / validate / commit ------------------------------------------------------
 
@@ -276,10 +286,11 @@ class Chain:
             raise InvalidBlock(
                 f"height {header.height} does not follow parent {parent_header.height}"
             )
-        txs = self.authenticate(raws, parent)
+        txs, signatures_checked = self.authenticate(raws, parent)
         if tx_root(txs) != header.tx_root:
             raise InvalidBlock("transaction Merkle root does not match the header")
         writes, receipts, excluded = execute(parent, parent_header, txs, self.chain_id)
+        signatures_checked()
         if excluded:
             stx, why = excluded[0]
             raise InvalidBlock(f"transaction {stx.tx_id.hex()[:16]}: {why}")

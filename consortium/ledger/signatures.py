@@ -9,7 +9,7 @@ checked: serially here, or spread over all cores by `consortium.parallel.PoolVer
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from consortium.crypto import verify
@@ -19,11 +19,18 @@ VerifyJob = tuple[bytes, bytes, bytes]  # (public key, tx id, signature)
 
 
 class BatchVerifier(Protocol):
+    def start(self, jobs: Sequence[VerifyJob]) -> Callable[[], list[bool]]:
+        """Begin verifying; the returned call blocks until every verdict is in."""
+        ...
+
     def verify_many(self, jobs: Sequence[VerifyJob]) -> list[bool]: ...
 
 
 class SerialVerifier:
     """Verify on the calling thread: the deterministic simulator and small batches use this."""
+
+    def start(self, jobs: Sequence[VerifyJob]) -> Callable[[], list[bool]]:
+        return lambda: verify_jobs(jobs)
 
     def verify_many(self, jobs: Sequence[VerifyJob]) -> list[bool]:
         return verify_jobs(jobs)
