@@ -1,0 +1,79 @@
+"""Throw-away networks for benchmarks, tests and the simulator: a `nodes.yaml` with N nodes and
+as many extra signing members as a workload needs, written to a directory with fresh keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from consortium.config import NetworkConfig, load_config
+from consortium.crypto import KeyPair
+from consortium.keys import KeyDirectory, init_keys, load_directory, load_keypair
+
+_NODE_ROLES = [
+    ("bank-a", "bank"),
+    ("bank-b", "bank"),
+    ("core", "core_enterprise"),
+    ("agency", "collection_agency"),
+    ("regulator", "regulator"),
+]
+_BASE_MEMBERS = [
+    ("supplier-a", "supplier"),
+    ("supplier-b", "supplier"),
+    ("supplier-c", "supplier"),
+    ("agency-2", "collection_agency"),
+    ("agency-3", "collection_agency"),
+    ("warehouse-1", "warehouse"),
+]
+LOAD_SUPPLIER_BALANCE = 10**9
+
+
+def load_signer_id(index: int) -> str:
+    return f"load-{index:04d}"
+
+
+def network_dict(nodes: int = 5, load_signers: int = 0, chain_id: str = "consortium-dev") -> dict:
+    """The default network's shape with `nodes` nodes (4 drops bank-b; more adds banks)."""
+    if nodes < 4:
+        raise ValueError("PBFT needs at least 4 nodes")
+    roles = list(_NODE_ROLES) if nodes >= 5 else [r for r in _NODE_ROLES if r[0] != "bank-b"]
+    roles += [(f"bank-{chr(ord('c') + i)}", "bank") for i in range(nodes - len(roles))]
+    members = [*_BASE_MEMBERS, *((load_signer_id(i), "supplier") for i in range(load_signers))]
+    balances = {m: 10**8 for m, role in roles if role == "bank"}
+    balances |= {"core": 5 * 10**7, "supplier-a": 10**6, "supplier-b": 10**6, "supplier-c": 10**6}
+    balances |= {load_signer_id(i): LOAD_SUPPLIER_BALANCE for i in range(load_signers)}
+    return {
+        "chain_id": chain_id,
+        "broker": "mqtt://127.0.0.1:18830",
+        "nodes": [{"id": i, "role": r} for i, r in roles],
+        "members": [{"id": i, "role": r} for i, r in members],
+        "genesis": {"balances": balances, "credit_lines": {"core": 10**15}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Devnet:
+    config: NetworkConfig
+    keys: KeyDirectory
+    member_pairs: dict[str, KeyPair]
+    node_pairs: dict[str, KeyPair]
+
+
+def make_devnet(
+    directory: Path, nodes: int = 5, load_signers: int = 0, **overrides: object
+) -> Devnet:
+    """Write `nodes.yaml` and keys into `directory` and load them back as a user would."""
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = network_dict(nodes, load_signers) | overrides
+    path = directory / "nodes.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = load_config(path)
+    init_keys(config, force=True)
+    return Devnet(
+        config,
+        load_directory(config),
+        {m.id: load_keypair(config, m.id, "member") for m in config.members},
+        {n.id: load_keypair(config, n.id, "node") for n in config.nodes},
+    )
