@@ -1,0 +1,172 @@
+"""The MQTT topic layout of one chain, and the parser that maps a topic back to who sent what.
+
+Every topic lives under `c/<chain_id>/`, so several chains can share one broker and one
+`mosquitto_sub` can watch a whole chain. The layout, with the publisher allowed by the broker's ACL:
+
+| topic                               | publisher | what                                               |
+|-------------------------------------|-----------|----------------------------------------------------|
+| `c/<chain>/pbft/<node>`             | node      | consensus messages broadcast by <node>             |
+| `c/<chain>/pbft/<node>/to/<dest>`   | node      | point-to-point from <node> to <dest> (state transfer) |
+| `c/<chain>/req/<client>`            | client    | signed transactions submitted by a member or load generator |
+| `c/<chain>/commit/<node>`           | node      | one message per block <node> committed, with its receipts |
+| `c/<chain>/status/<node>`           | node      | retained status heartbeat, for dashboards          |
+| `c/<chain>/control/<node>`          | operator  | authenticated fault-injection commands for <node>  |
+
+Nodes subscribe to `pbft/+`, `pbft/+/to/<self>`, `req/+` and `control/<self>`; clients to
+`commit/+` (they accept a result once f+1 nodes report the same receipt) and `status/+`.
+
+Watching the bus (the operator's login may read everything; its password is in
+`<run_dir>/broker/credentials`, see `consortium.node.broker.read_credentials`):
+
+    mosquitto_sub -h 127.0.0.1 -p 18830 -u operator -P <password> -t 'c/consortium-local/#' -v
+
+Payloads are binary msgpack, so `-v` shows the topics (who talks to whom) and garbled payloads;
+add `-F '%t %l'` to print each topic with its payload length instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from consortium.errors import ConfigError, LocalError, RemoteError
+
+ROOT = "c"
+_CHAIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The same names nodes.yaml accepts for members and nodes.
+_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class TopicError(RemoteError):
+    """A topic that is not part of this chain's layout (wrong chain, kind, or name)."""
+
+
+class TopicKind(StrEnum):
+    PBFT = "pbft"
+    REQUEST = "req"
+    COMMIT = "commit"
+    STATUS = "status"
+    CONTROL = "control"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """Who published on a topic; `dest` is set only for point-to-point pbft messages."""
+
+    kind: TopicKind
+    publisher: str
+    dest: str | None = None
+
+
+def is_valid_chain_id(chain_id: str) -> bool:
+    return bool(_CHAIN_PATTERN.match(chain_id))
+
+
+def is_valid_name(name: str) -> bool:
+    """A node or client name that is safe as one topic level (no `/`, `+`, `#`)."""
+    return bool(_NAME_PATTERN.match(name))
+
+
+def _chain(chain_id: str) -> str:
+    if not is_valid_chain_id(chain_id):
+        raise ConfigError(
+            f"chain_id {chain_id!r} cannot be an MQTT topic level: use letters, digits, '.', '_', '-'"
+        )
+    return f"{ROOT}/{chain_id}"
+
+
+def _name(name: str, what: str) -> str:
+    if not is_valid_name(name):
+        raise LocalError(f"{what} {name!r} cannot be an MQTT topic level")
+    return name
+
+
+def chain_filter(chain_id: str) -> str:
+    """Every topic of the chain (for the operator and for watching)."""
+    return f"{_chain(chain_id)}/#"
+
+
+def pbft_topic(chain_id: str, node_id: str) -> str:
+    return f"{_chain(chain_id)}/pbft/{_name(node_id, 'node')}"
+
+
+def pbft_direct_topic(chain_id: str, node_id: str, dest_id: str) -> str:
+    return f"{pbft_topic(chain_id, node_id)}/to/{_name(dest_id, 'destination node')}"
+
+
+def request_topic(chain_id: str, client_id: str) -> str:
+    return f"{_chain(chain_id)}/req/{_name(client_id, 'client')}"
+
+
+def commit_topic(chain_id: str, node_id: str) -> str:
+    return f"{_chain(chain_id)}/commit/{_name(node_id, 'node')}"
+
+
+def status_topic(chain_id: str, node_id: str) -> str:
+    return f"{_chain(chain_id)}/status/{_name(node_id, 'node')}"
+
+
+def control_topic(chain_id: str, node_id: str) -> str:
+    return f"{_chain(chain_id)}/control/{_name(node_id, 'node')}"
+
+
+def pbft_broadcast_filter(chain_id: str) -> str:
+    return f"{_chain(chain_id)}/pbft/+"
+
+
+def pbft_direct_filter(chain_id: str, dest_id: str) -> str:
+    """Point-to-point messages to `dest_id` from any node."""
+    return f"{_chain(chain_id)}/pbft/+/to/{_name(dest_id, 'destination node')}"
+
+
+def request_filter(chain_id: str) -> str:
+    return f"{_chain(chain_id)}/req/+"
+
+
+def commit_filter(chain_id: str) -> str:
+    return f"{_chain(chain_id)}/commit/+"
+
+
+def status_filter(chain_id: str) -> str:
+    return f"{_chain(chain_id)}/status/+"
+
+
+def control_filter(chain_id: str) -> str:
+    """Control topics of every node (what the operator may publish on)."""
+    return f"{_chain(chain_id)}/control/+"
+
+
+def node_subscriptions(chain_id: str, node_id: str) -> tuple[str, ...]:
+    """What a node listens to: consensus, messages addressed to it, requests, its control topic."""
+    return (
+        pbft_broadcast_filter(chain_id),
+        pbft_direct_filter(chain_id, node_id),
+        request_filter(chain_id),
+        control_topic(chain_id, node_id),
+    )
+
+
+def client_subscriptions(chain_id: str) -> tuple[str, ...]:
+    return (commit_filter(chain_id), status_filter(chain_id))
+
+
+def parse_topic(chain_id: str, topic: str) -> ParsedTopic:
+    """Map a topic of this chain to (kind, publisher, dest); anything else raises `TopicError`."""
+    if not isinstance(topic, str):
+        raise TopicError(f"topic is {type(topic).__name__}, not str")
+    levels = topic.split("/")
+    if len(levels) < 4 or levels[0] != ROOT or levels[1] != chain_id:
+        raise TopicError(f"topic {topic[:120]!r} is not under {ROOT}/{chain_id}/")
+    kind_text, names = levels[2], levels[3:]
+    try:
+        kind = TopicKind(kind_text)
+    except ValueError:
+        raise TopicError(f"unknown topic kind {kind_text[:32]!r}") from None
+    if not all(is_valid_name(name) for name in names[:1] + names[2:]):
+        raise TopicError(f"topic {topic[:120]!r} has an invalid node or client name")
+    if len(names) == 1:
+        return ParsedTopic(kind, names[0])
+    if kind is TopicKind.PBFT and len(names) == 3 and names[1] == "to":
+        return ParsedTopic(kind, names[0], names[2])
+    raise TopicError(f"topic {topic[:120]!r} has unexpected levels")

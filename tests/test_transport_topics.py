@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from consortium.errors import ConfigError, LocalError
+from consortium.transport import topics
+from consortium.transport.topics import ParsedTopic, TopicError, TopicKind, parse_topic
+
+CHAIN = "consortium-local"
+
+
+def test_every_topic_parses_back_to_its_publisher() -> None:
+    cases = {
+        topics.pbft_topic(CHAIN, "bank-a"): ParsedTopic(TopicKind.PBFT, "bank-a"),
+        topics.pbft_direct_topic(CHAIN, "bank-a", "core"): ParsedTopic(
+            TopicKind.PBFT, "bank-a", "core"
+        ),
+        topics.request_topic(CHAIN, "load-3"): ParsedTopic(TopicKind.REQUEST, "load-3"),
+        topics.commit_topic(CHAIN, "core"): ParsedTopic(TopicKind.COMMIT, "core"),
+        topics.status_topic(CHAIN, "regulator"): ParsedTopic(TopicKind.STATUS, "regulator"),
+        topics.control_topic(CHAIN, "agency"): ParsedTopic(TopicKind.CONTROL, "agency"),
+    }
+    for topic, expected in cases.items():
+        assert parse_topic(CHAIN, topic) == expected
+
+
+def test_layout_is_the_documented_one() -> None:
+    assert topics.pbft_topic(CHAIN, "bank-a") == "c/consortium-local/pbft/bank-a"
+    assert (
+        topics.pbft_direct_topic(CHAIN, "bank-a", "core")
+        == "c/consortium-local/pbft/bank-a/to/core"
+    )
+    assert topics.request_topic(CHAIN, "supplier-a") == "c/consortium-local/req/supplier-a"
+    assert topics.node_subscriptions(CHAIN, "core") == (
+        "c/consortium-local/pbft/+",
+        "c/consortium-local/pbft/+/to/core",
+        "c/consortium-local/req/+",
+        "c/consortium-local/control/core",
+    )
+    assert topics.client_subscriptions(CHAIN) == (
+        "c/consortium-local/commit/+",
+        "c/consortium-local/status/+",
+    )
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "",
+        "c/consortium-local",
+        "c/consortium-local/pbft",
+        "c/other-chain/pbft/bank-a",
+        "x/consortium-local/pbft/bank-a",
+        "c/consortium-local/vote/bank-a",
+        "c/consortium-local/pbft/Bank-A",
+        "c/consortium-local/pbft/bank-a/",
+        "c/consortium-local/pbft/+",
+        "c/consortium-local/pbft/bank-a/to",
+        "c/consortium-local/pbft/bank-a/from/core",
+        "c/consortium-local/pbft/bank-a/to/core/x",
+        "c/consortium-local/req/supplier-a/to/core",
+        "c/consortium-local/commit/core/extra",
+        "c/consortium-local/status/" + "a" * 40,
+        "c/consortium-local/pbft/bank-a\x00",
+    ],
+)
+def test_anything_outside_the_layout_is_rejected(topic: str) -> None:
+    with pytest.raises(TopicError):
+        parse_topic(CHAIN, topic)
+
+
+def test_a_non_string_topic_is_rejected_as_remote_input() -> None:
+    with pytest.raises(TopicError):
+        parse_topic(CHAIN, b"c/consortium-local/pbft/bank-a")  # type: ignore[arg-type]
+
+
+def test_names_that_would_change_the_topic_structure_are_refused_when_building() -> None:
+    for bad in ("bank/a", "+", "#", "", "Bank"):
+        with pytest.raises(LocalError):
+            topics.pbft_topic(CHAIN, bad)
+    with pytest.raises(ConfigError):
+        topics.pbft_topic("chain/with/levels", "bank-a")
