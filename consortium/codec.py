@@ -8,6 +8,7 @@ lengths use the shortest form (msgpack's own packer does that), no floats, no ex
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import msgpack
@@ -17,43 +18,76 @@ from consortium.errors import CodecError
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 32
 
-_ALLOWED_SCALARS = (str, bytes, int, bool, type(None))
-
-
-def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if any(not isinstance(k, str) for k in keys):
-        raise CodecError("map key is not a string")
-    if keys != sorted(keys, key=_key_bytes) or len(set(keys)) != len(keys):
-        raise CodecError("map keys are not sorted and unique")
-    return dict(pairs)
-
-
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise CodecError(f"extension type {code} is not allowed")
 
 
-def _key_bytes(key: str) -> bytes:
-    return key.encode("utf-8")
+def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if any(type(k) is not str for k in keys):
+        raise CodecError("map key is not a string")
+    # Python orders str by code point, which is also the order of their UTF-8 bytes.
+    if any(a >= b for a, b in itertools.pairwise(keys)):
+        raise CodecError("map keys are not sorted and unique")
+    return dict(pairs)
+
+
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+_UNSORTED = object()
+_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_KEY_ORDERS_LIMIT = 4096
+
+
+def _sorted_keys(value: dict) -> tuple[str, ...] | None:
+    """The keys of `value` in canonical order, or None when they are in that order already.
+
+    Records built by the same code share one key order, so the answer is remembered per order
+    (a bounded memo of a pure function): canonical encoding costs one lookup, not a sort."""
+    keys = tuple(value)
+    order = _KEY_ORDERS.get(keys, _UNSORTED)
+    if order is _UNSORTED:
+        if any(type(k) is not str for k in keys):
+            bad = next(k for k in keys if type(k) is not str)
+            raise CodecError(f"map key {bad!r} is not a string")
+        # Python orders str by code point, which is also the order of their UTF-8 bytes.
+        ordered = tuple(sorted(keys))
+        order = None if ordered == keys else ordered
+        if len(_KEY_ORDERS) < _KEY_ORDERS_LIMIT:
+            _KEY_ORDERS[keys] = order
+    return order  # type: ignore[return-value]
 
 
 def _canonical(value: Any, depth: int = 0) -> Any:
-    """Return `value` with maps key-sorted and tuples kept; reject what msgpack would not round-trip."""
-    if depth > MAX_DEPTH:
-        raise CodecError(f"value nested deeper than {MAX_DEPTH}")
-    if isinstance(value, _ALLOWED_SCALARS):
+    """Return `value` with maps key-sorted; reject what msgpack would not round-trip exactly."""
+    kind = type(value)
+    if kind in _SCALARS:
         return value
+    if depth >= MAX_DEPTH:
+        raise CodecError(f"value nested deeper than {MAX_DEPTH}")
+    if kind is tuple or kind is list:
+        if _SCALARS.issuperset(map(type, value)):
+            return value
+        return [v if type(v) in _SCALARS else _canonical(v, depth + 1) for v in value]
+    if kind is dict:
+        order = _sorted_keys(value)
+        if order is None:
+            if _SCALARS.issuperset(map(type, value.values())):
+                return value
+            order = value.keys()
+        return {
+            k: v if type(v) in _SCALARS else _canonical(v, depth + 1)
+            for k in order
+            for v in (value[k],)
+        }
+    # Subclasses (enums of str or int, named tuples) encode as their base type.
+    for base in (str, bytes, bool, int):
+        if isinstance(value, base):
+            return base(value)
     if isinstance(value, list | tuple):
-        return [_canonical(v, depth + 1) for v in value]
+        return _canonical(list(value), depth)
     if isinstance(value, dict):
-        items = []
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise CodecError(f"map key {k!r} is not a string")
-            items.append((k, _canonical(v, depth + 1)))
-        items.sort(key=lambda kv: _key_bytes(kv[0]))
-        return dict(items)
-    raise CodecError(f"type {type(value).__name__} cannot be encoded")
+        return _canonical(dict(value), depth)
+    raise CodecError(f"type {kind.__name__} cannot be encoded")
 
 
 def encode(value: Any) -> bytes:

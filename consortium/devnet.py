@@ -41,7 +41,7 @@ def network_dict(nodes: int = 5, load_signers: int = 0, chain_id: str = "consort
     roles = list(_NODE_ROLES) if nodes >= 5 else [r for r in _NODE_ROLES if r[0] != "bank-b"]
     roles += [(f"bank-{chr(ord('c') + i)}", "bank") for i in range(nodes - len(roles))]
     members = [*_BASE_MEMBERS, *((load_signer_id(i), "supplier") for i in range(load_signers))]
-    balances = {m: 10**8 for m, role in roles if role == "bank"}
+    balances = {m: 10**12 for m, role in roles if role == "bank"}
     balances |= {"core": 5 * 10**7, "supplier-a": 10**6, "supplier-b": 10**6, "supplier-c": 10**6}
     balances |= {load_signer_id(i): LOAD_SUPPLIER_BALANCE for i in range(load_signers)}
     return {

@@ -8,6 +8,8 @@ from consortium import __version__
 from consortium.cli.common import ConsortiumGroup
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
+from consortium.cli.network_cmd import down, logs, node, status, up
+from consortium.cli.tx_cmd import tx
 
 
 @click.group(cls=ConsortiumGroup)
@@ -16,5 +18,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-cli.add_command(keys)
-cli.add_command(ledger)
+for command in (keys, ledger, node, up, down, status, logs, tx):
+    cli.add_command(command)

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS txs (
     PRIMARY KEY (tx_id, height)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consensus (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -96,6 +97,25 @@ class Store:
         self.db.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, codec.encode(value))
         )
+
+    # -- consensus records -----------------------------------------------------------------
+
+    def consensus_records(self) -> dict[str, bytes]:
+        """What the replica persisted (its view, votes, prepared proofs), to resume after a crash."""
+        return dict(self.db.execute("SELECT key, value FROM consensus"))
+
+    def write_consensus_records(self, writes: list[tuple[str, bytes | None]]) -> None:
+        """Apply the replica's writes (None deletes) in one transaction, before anything is sent."""
+        if not writes:
+            return
+        with self._transaction():
+            for key, value in writes:
+                if value is None:
+                    self.db.execute("DELETE FROM consensus WHERE key = ?", (key,))
+                else:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO consensus (key, value) VALUES (?, ?)", (key, value)
+                    )
 
     # -- blocks ----------------------------------------------------------------------------
 

@@ -1,0 +1,208 @@
+"""Running the network: `up`, `down`, `status`, `logs`, `node run`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from consortium.cli.common import ConsortiumGroup, config_option, json_option, load, print_json
+from consortium.client.watch import StatusWatcher, collect_statuses
+from consortium.config import NetworkConfig, load_config
+from consortium.errors import ConfigError
+from consortium.node import supervisor
+from consortium.node.process import BrokerLogin, Node
+
+STALE_AFTER_S = 3.0
+
+
+@click.group(cls=ConsortiumGroup)
+def node() -> None:
+    """One node process."""
+
+
+@node.command("run")
+@click.option(
+    "--id", "node_id", required=True, help="The node to run (an id under nodes: in the config)."
+)
+@config_option
+@click.option(
+    "--broker",
+    "broker_url",
+    default=None,
+    help="mqtt://HOST:PORT or mqtts://HOST:PORT (default: the config's).",
+)
+def node_run(node_id: str, config_path: str, broker_url: str | None) -> None:
+    """Run one node in the foreground: what `up` starts per node, and how a node joins from
+    another host. The broker password comes from run/broker/credentials, or from the environment
+    variable CONSORTIUM_BROKER_PASSWORD; a CA file for mqtts:// from CONSORTIUM_BROKER_CA."""
+    config, keys = load(config_path)
+    if node_id not in config.node_ids:
+        raise ConfigError(
+            f"no node {node_id!r} in {config.path} (nodes: {', '.join(config.node_ids)})"
+        )
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {node_id} %(levelname)s %(message)s"
+    )
+    login = BrokerLogin.local(config, node_id, broker_url)
+    asyncio.run(Node(config, keys, node_id, login).run())
+
+
+def _rows(
+    config: NetworkConfig, statuses: dict[str, dict[str, Any]], ages: dict[str, float | None]
+) -> list[dict]:
+    rows = []
+    for member in config.nodes:
+        status = statuses.get(member.id, {})
+        pid = supervisor.node_pid(config, member.id)
+        age = ages.get(member.id)
+        fresh = age is not None and age < STALE_AFTER_S and status.get("alive", True)
+        rows.append(
+            {
+                "id": member.id,
+                "role": member.role,
+                "pid": pid if pid is not None else status.get("pid"),
+                "alive": bool(fresh) or pid is not None,
+                "view": status.get("view"),
+                "primary": status.get("primary"),
+                "height": status.get("height"),
+                "head_hash": status.get("head_hash"),
+                "committed_txs": status.get("committed_txs"),
+                "tx_per_s": status.get("tx_per_s"),
+                "mempool": status.get("mempool"),
+                "rejected_msgs": status.get("rejected_msgs"),
+                "rejected_by_reason": status.get("rejected_by_reason", {}),
+                "view_changes": status.get("view_changes"),
+                "business_day": status.get("business_day"),
+                "heartbeat_age_s": None if age is None else round(age, 2),
+            }
+        )
+    return rows
+
+
+def _table(rows: list[dict]) -> Table:
+    table = Table(title="consortium", header_style="bold")
+    for column in (
+        "node",
+        "role",
+        "pid",
+        "alive",
+        "view",
+        "primary",
+        "height",
+        "head",
+        "tx/s",
+        "committed",
+        "mempool",
+        "rejected",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("node", "role", "primary", "head") else "left"
+        )
+    for row in rows:
+        alive = "[green]yes[/green]" if row["alive"] else "[red]no[/red]"
+        head = (row["head_hash"] or "")[:12]
+        table.add_row(
+            row["id"],
+            row["role"],
+            str(row["pid"] or "-"),
+            alive,
+            str(row["view"] if row["view"] is not None else "-"),
+            str(row["primary"] or "-"),
+            str(row["height"] if row["height"] is not None else "-"),
+            head,
+            str(row["tx_per_s"] or 0),
+            str(row["committed_txs"] or 0),
+            str(row["mempool"] or 0),
+            str(row["rejected_msgs"] or 0),
+        )
+    return table
+
+
+@click.command()
+@config_option
+@json_option
+def status(config_path: str, as_json: bool) -> None:
+    """One row per node: process, view, primary, height, head hash, throughput, rejections."""
+    config = load_config(config_path)
+    statuses = asyncio.run(collect_statuses(config))
+    rows = _rows(config, statuses, {n: 0.0 for n in statuses})
+    if as_json:
+        print_json({"nodes": rows})
+    else:
+        Console().print(_table(rows))
+
+
+async def _dashboard(config: NetworkConfig) -> None:
+    async with StatusWatcher(config) as watcher:
+        with Live(refresh_per_second=4, console=Console(stderr=True)) as live:
+            while True:
+                ages = {n: watcher.age_s(n) for n in config.node_ids}
+                live.update(_table(_rows(config, watcher.latest, ages)))
+                await asyncio.sleep(0.25)
+
+
+@click.command()
+@config_option
+@click.option("--detach", is_flag=True, help="Start and return; stop later with `consortium down`.")
+def up(config_path: str, detach: bool) -> None:
+    """Start the broker and one OS process per node; in the foreground, a live dashboard until Ctrl-C."""
+    config = load_config(config_path)
+    started = supervisor.start_network(config)
+    err = Console(stderr=True)
+    err.print(
+        f"broker on {config.broker_url}; nodes: "
+        + ", ".join(f"{p.node_id} (pid {p.pid})" for p in started)
+    )
+    if detach:
+        err.print("stop with `consortium down`; logs in " + str(config.run_dir / "logs"))
+        return
+    try:
+        asyncio.run(_dashboard(config))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        err.print("stopping...")
+        supervisor.stop_network(config)
+        err.print("stopped")
+
+
+@click.command()
+@config_option
+def down(config_path: str) -> None:
+    """Stop what `up --detach` started."""
+    config = load_config(config_path)
+    stopped = supervisor.stop_network(config)
+    Console(stderr=True).print(f"stopped {len(stopped)} nodes and the broker")
+
+
+@click.command()
+@click.argument("node_id")
+@config_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing as the log grows.")
+@click.option("--lines", "-n", default=50, show_default=True, help="How many lines from the end.")
+def logs(node_id: str, config_path: str, follow: bool, lines: int) -> None:
+    """Show a node's log."""
+    config = load_config(config_path)
+    if node_id not in config.node_ids:
+        raise ConfigError(f"no node {node_id!r} in {config.path}")
+    path = supervisor.log_path(config, node_id)
+    if not path.exists():
+        raise ConfigError(f"no log for {node_id} yet ({path})")
+    with path.open("r", errors="replace") as f:
+        for line in f.readlines()[-lines:]:
+            sys.stdout.write(line)
+        while follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)

@@ -1,0 +1,183 @@
+"""The client API: publish signed transactions, wait for f+1 matching receipts, retransmit.
+
+A client connects with its own broker login, publishes batches of signed transactions on its
+request topic, and listens to every node's commit notices. A transaction's outcome is accepted
+once f+1 distinct nodes report the same (height, block hash, receipt): at least one of them is
+honest. Unanswered transactions are published again after `retransmit_s`; nodes drop duplicates
+and the nonce makes sure a transaction executes at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consortium import codec
+from consortium.config import NetworkConfig
+from consortium.errors import RemoteError
+from consortium.keys import KeyDirectory
+from consortium.ledger.tx import SignedTransaction
+from consortium.node import broker
+from consortium.notices import CommitNotice
+from consortium.roles import max_faulty
+from consortium.transport import topics
+from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+
+MAX_BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A transaction's accepted result: where it was committed and what its receipt says."""
+
+    tx_id: bytes
+    height: int
+    block_hash: bytes
+    business_day: int
+    ok: bool
+    reason: str
+    result: dict[str, Any] | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tx_id": self.tx_id.hex(),
+            "height": self.height,
+            "block_hash": self.block_hash.hex(),
+            "business_day": self.business_day,
+            "ok": self.ok,
+            "reason": self.reason,
+            "result": _jsonable(self.result),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(slots=True)
+class _Waiting:
+    stx: SignedTransaction
+    future: asyncio.Future[Outcome]
+    votes: dict[tuple, set[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLogin:
+    client_id: str
+    username: str
+    password: str
+    url: str
+    ca_file: str | None = None
+
+    @staticmethod
+    def local(config: NetworkConfig, client_id: str) -> ClientLogin:
+        username = broker.client_username(client_id)
+        password = os.environ.get("CONSORTIUM_BROKER_PASSWORD")
+        if password is None:
+            password = broker.read_credentials(config.run_dir, username).password
+        return ClientLogin(
+            client_id, username, password, config.broker_url, os.environ.get("CONSORTIUM_BROKER_CA")
+        )
+
+
+class ChainClient:
+    def __init__(self, config: NetworkConfig, keys: KeyDirectory, login: ClientLogin) -> None:
+        self.config = config
+        self.node_keys = keys.node_keys
+        self.login = login
+        self.accept_after = max_faulty(len(config.node_ids)) + 1
+        self.waiting: dict[bytes, _Waiting] = {}
+        self.rejected_notices = 0
+        self.heights: dict[str, int] = {}
+        settings = MqttSettings(
+            login.url,
+            login.username,
+            login.password,
+            (topics.commit_filter(config.chain_id),),
+            ca_file=login.ca_file,
+        )
+        self.transport = MqttTransport(settings, on_message=self._on_message)
+
+    async def __aenter__(self) -> ChainClient:
+        await self.transport.start()
+        await self.transport.wait_connected(timeout_s=15)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.transport.close()
+
+    def _on_message(self, message: IncomingMessage) -> None:
+        try:
+            notice = CommitNotice.decode(message.payload, self.config.chain_id, self.node_keys)
+        except RemoteError:
+            self.rejected_notices += 1
+            return
+        self.heights[notice.node] = max(self.heights.get(notice.node, 0), notice.height)
+        if not self.waiting:
+            return
+        for receipt in notice.receipts:
+            waiting = self.waiting.get(receipt.tx_id)
+            if waiting is None or waiting.future.done():
+                continue
+            claim = (notice.height, notice.block_hash, notice.business_day, receipt.leaf())
+            voters = waiting.votes.setdefault(claim, set())
+            voters.add(notice.node)
+            if len(voters) >= self.accept_after:
+                waiting.future.set_result(
+                    Outcome(
+                        receipt.tx_id,
+                        notice.height,
+                        notice.block_hash,
+                        notice.business_day,
+                        receipt.ok,
+                        receipt.reason,
+                        receipt.result,
+                    )
+                )
+
+    def publish(self, txs: Sequence[SignedTransaction]) -> None:
+        """Send transactions without waiting (batches of at most MAX_BATCH per message)."""
+        topic = topics.request_topic(self.config.chain_id, self.login.client_id)
+        for start in range(0, len(txs), MAX_BATCH):
+            batch = [t.raw for t in txs[start : start + MAX_BATCH]]
+            self.transport.publish(topic, codec.encode_flat(batch))
+
+    async def submit(
+        self, txs: Sequence[SignedTransaction], timeout_s: float = 60.0, retransmit_s: float = 5.0
+    ) -> list[Outcome]:
+        """Publish `txs` and return their outcomes in order; raises TimeoutError after
+        `timeout_s` without f+1 matching receipts for every one."""
+        loop = asyncio.get_running_loop()
+        entries = []
+        for stx in txs:
+            entry = self.waiting.get(stx.tx_id)
+            if entry is None:
+                entry = _Waiting(stx, loop.create_future())
+                self.waiting[stx.tx_id] = entry
+            entries.append(entry)
+        try:
+            async with asyncio.timeout(timeout_s):
+                self.publish(txs)
+                while True:
+                    pending = [e.future for e in entries if not e.future.done()]
+                    if not pending:
+                        break
+                    _, still = await asyncio.wait(pending, timeout=retransmit_s)
+                    if still:
+                        self.publish([e.stx for e in entries if not e.future.done()])
+        finally:
+            for stx in txs:
+                self.waiting.pop(stx.tx_id, None)
+        return [e.future.result() for e in entries]
+
+    async def submit_one(self, stx: SignedTransaction, timeout_s: float = 60.0) -> Outcome:
+        return (await self.submit([stx], timeout_s=timeout_s))[0]
