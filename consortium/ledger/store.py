@@ -203,6 +203,9 @@ class Store:
         for row in cursor:
             yield _stored(row)
 
+    def tx_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM txs").fetchone()[0]
+
     def tx_locations(self, tx_id: bytes) -> list[tuple[int, int]]:
         rows = self.db.execute(
             "SELECT height, position FROM txs WHERE tx_id = ? ORDER BY height", (tx_id,)

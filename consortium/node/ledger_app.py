@@ -32,7 +32,7 @@ class LedgerApp:
         self.ledger = ledger
         self.chain = ledger.chain
         self._blocks: OrderedDict[bytes, tuple[BlockHeader, tuple[bytes, ...]]] = OrderedDict()
-        self.committed_txs = 0
+        self.committed_txs = ledger.store.tx_count()
         self.rejected_requests = 0
         # The last committed blocks with their receipts, for the node's commit notices.
         self.recent: OrderedDict[int, ExecutedBlock] = OrderedDict()
