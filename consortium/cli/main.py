@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from consortium import __version__
+from consortium.cli.bench_cmd import bench
 from consortium.cli.common import ConsortiumGroup
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
@@ -18,5 +19,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx):
+for command in (keys, ledger, node, up, down, status, logs, tx, bench):
     cli.add_command(command)

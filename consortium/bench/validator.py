@@ -1,0 +1,141 @@
+"""The validator benchmark: how many transactions per second a node validates, against the raw
+signature-verification rate measured in the same run on the same machine.
+
+A block of mixed business transactions from many signers is validated by a replica that holds
+the parent state: cold (no signature seen before: every one verified, spread over all cores while
+the contracts execute) and warm (every signature already verified at mempool admission).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from consortium.crypto import KeyPair
+from consortium.devnet import Devnet, make_devnet
+from consortium.ledger.chain import Chain
+from consortium.ledger.ledger import genesis_state
+from consortium.ledger.signatures import BatchVerifier, VerifiedCache, verify_jobs
+from consortium.ledger.tx import TX_DOMAIN
+from consortium.parallel import PoolVerifier
+from consortium.workload import build_workload
+
+SIGNERS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorResult:
+    block_txs: int
+    signers: int
+    cores: int
+    verify_per_s_1core: float
+    cold_tx_per_s: float
+    warm_tx_per_s: float
+
+    def as_json(self) -> dict:
+        return {
+            "block_txs": self.block_txs,
+            "signers": self.signers,
+            "cores": self.cores,
+            "verify_per_s_1core": round(self.verify_per_s_1core),
+            "cold_tx_per_s": round(self.cold_tx_per_s),
+            "warm_tx_per_s": round(self.warm_tx_per_s),
+            "cold_over_verify": round(self.cold_tx_per_s / self.verify_per_s_1core, 3),
+        }
+
+
+def measure_verify_rate(count: int = 4000) -> float:
+    """The raw PyNaCl verify loop on one core (the same call the validator makes)."""
+    key = KeyPair.generate()
+    jobs = []
+    for i in range(count):
+        tx_id = i.to_bytes(32, "big")
+        jobs.append((key.public_key, tx_id, key.sign(TX_DOMAIN + tx_id)))
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        verdicts = verify_jobs(jobs)
+        best = max(best, count / (time.perf_counter() - start))
+        if not all(verdicts):
+            raise RuntimeError("signature verification failed in the benchmark")
+    return best
+
+
+def _fresh_chain(net: Devnet, verifier: BatchVerifier | None) -> Chain:
+    state = genesis_state(net.config, net.keys)
+    return Chain(
+        net.config.chain_id, state, Chain.genesis_header(net.config.chain_id, state), verifier
+    )
+
+
+def _best_rate(
+    runs: int, txs: int, prepare: Callable[[], None], validate: Callable[[], None]
+) -> float:
+    rates = []
+    for _ in range(runs):
+        prepare()
+        start = time.perf_counter()
+        validate()
+        rates.append(txs / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def run_validator_bench(
+    block_txs: int = 5000,
+    runs: int = 5,
+    workdir: Path | None = None,
+    pool: PoolVerifier | None = None,
+) -> ValidatorResult:
+    cores = os.cpu_count() or 1
+    own_pool = pool is None
+    pool = pool or PoolVerifier(cores)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            net = make_devnet(Path(workdir or tmp) / "bench", nodes=5, load_signers=SIGNERS)
+            primary = _fresh_chain(net, None)
+            replica = _fresh_chain(net, pool)
+
+            def execute(txs: list) -> list:
+                for chain in (primary, replica):
+                    for stx in txs:
+                        chain.admit(stx.raw)
+                executed, excluded = primary.propose(txs, 0, "bank-a")
+                if excluded or not all(r.ok for r in executed.receipts):
+                    raise RuntimeError("the benchmark workload does not apply cleanly")
+                primary.commit(executed.hash)
+                replica.validate(executed.block.encode())
+                replica.commit(executed.hash)
+                return [r.result for r in executed.receipts]
+
+            workload = build_workload(net, block_txs, execute)
+            for stx in workload.measured:
+                primary.admit(stx.raw)
+            executed, excluded = primary.propose(workload.measured, 0, "bank-a")
+            if excluded or not all(r.ok for r in executed.receipts):
+                raise RuntimeError("the measured block does not apply cleanly")
+            block = executed.block.encode()
+
+            def cold() -> None:
+                replica.pending.clear()
+                replica.cache = VerifiedCache()
+
+            def warm() -> None:
+                replica.pending.clear()
+
+            validate = lambda: replica.validate(block)  # noqa: E731
+            verify_rate = measure_verify_rate()
+            cold_rate = _best_rate(runs, block_txs, cold, validate)
+            for stx in workload.measured:
+                replica.admit(stx.raw)
+            warm_rate = _best_rate(runs, block_txs, warm, validate)
+            return ValidatorResult(
+                block_txs, workload.signers, cores, verify_rate, cold_rate, warm_rate
+            )
+    finally:
+        if own_pool:
+            pool.close()
