@@ -50,6 +50,16 @@ class GenesisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerTlsConfig:
+    """PEM files for an `mqtts://` broker: the broker's certificate and key, and the CA that
+    nodes and clients check it against."""
+
+    certfile: Path | None
+    keyfile: Path | None
+    cafile: Path | None
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkConfig:
     path: Path
     chain_id: str
@@ -60,6 +70,7 @@ class NetworkConfig:
     consensus: ConsensusConfig
     members: tuple[MemberConfig, ...]
     genesis: GenesisConfig
+    broker_tls: BrokerTlsConfig | None = None
 
     @property
     def nodes(self) -> tuple[MemberConfig, ...]:
@@ -138,7 +149,16 @@ def _amounts(raw: Any, where: str, ids: set[str]) -> dict[str, int]:
 def parse_config(raw: Any, path: Path) -> NetworkConfig:
     """Check a parsed YAML document and build the typed configuration."""
     raw = _typed(raw, dict, "nodes.yaml")
-    allowed = {"chain_id", "keys_dir", "data_dir", "run_dir", "broker", "consensus", "nodes"}
+    allowed = {
+        "chain_id",
+        "keys_dir",
+        "data_dir",
+        "run_dir",
+        "broker",
+        "broker_tls",
+        "consensus",
+        "nodes",
+    }
     _known_fields(raw, allowed | {"members", "genesis"}, "nodes.yaml")
     chain_id = _require(raw, "chain_id", str, "nodes.yaml")
     nodes_raw = _require(raw, "nodes", list, "nodes.yaml")
@@ -165,6 +185,9 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
     broker = _typed(raw.get("broker") or "mqtt://127.0.0.1:18830", str, "broker")
     if not re.match(r"^mqtts?://[^/:]+(:\d+)?$", broker):
         raise ConfigError(f"broker: {broker!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    tls = _broker_tls(raw.get("broker_tls"), base)
+    if broker.startswith("mqtts://") and tls is None:
+        raise ConfigError("broker_tls: an mqtts:// broker needs broker_tls (cafile at least)")
     return NetworkConfig(
         path=path,
         chain_id=chain_id,
@@ -175,7 +198,20 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         consensus=_consensus(raw.get("consensus")),
         members=tuple(members),
         genesis=genesis,
+        broker_tls=tls,
     )
+
+
+def _broker_tls(raw: Any, base: Path) -> BrokerTlsConfig | None:
+    if raw is None:
+        return None
+    raw = _typed(raw, dict, "broker_tls")
+    _known_fields(raw, {"certfile", "keyfile", "cafile"}, "broker_tls")
+    paths = {}
+    for name in ("certfile", "keyfile", "cafile"):
+        value = raw.get(name)
+        paths[name] = None if value is None else base / _typed(value, str, f"broker_tls.{name}")
+    return BrokerTlsConfig(**paths)
 
 
 def load_config(path: str | Path = "nodes.yaml") -> NetworkConfig:

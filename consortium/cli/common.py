@@ -11,6 +11,8 @@ import click
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory, load_directory
+from consortium.node.broker import BrokerError
+from consortium.transport.mqtt import TransportError
 
 config_option = click.option(
     "--config",
@@ -31,7 +33,7 @@ class ConsortiumGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except RemoteError as exc:
+        except (RemoteError, BrokerError, TransportError) as exc:
             raise click.ClickException(str(exc)) from None
 
 

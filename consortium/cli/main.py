@@ -6,6 +6,7 @@ import click
 
 from consortium import __version__
 from consortium.cli.bench_cmd import bench
+from consortium.cli.broker_cmd import broker
 from consortium.cli.common import ConsortiumGroup
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
@@ -19,5 +20,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx, bench):
+for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker):
     cli.add_command(command)

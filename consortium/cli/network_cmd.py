@@ -17,8 +17,8 @@ from consortium.cli.common import ConsortiumGroup, config_option, json_option, l
 from consortium.client.watch import StatusWatcher, collect_statuses
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import ConfigError
-from consortium.node import supervisor
-from consortium.node.process import BrokerLogin, Node
+from consortium.node import broker, supervisor
+from consortium.node.process import Node
 
 STALE_AFTER_S = 3.0
 
@@ -51,7 +51,7 @@ def node_run(node_id: str, config_path: str, broker_url: str | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {node_id} %(levelname)s %(message)s"
     )
-    login = BrokerLogin.local(config, node_id, broker_url)
+    login = broker.broker_login(config, broker.node_username(node_id), broker_url)
     asyncio.run(Node(config, keys, node_id, login).run())
 
 

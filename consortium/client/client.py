@@ -10,7 +10,6 @@ and the nonce makes sure a transaction executes at most once.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory
 from consortium.ledger.tx import SignedTransaction
 from consortium.node import broker
+from consortium.node.broker import BrokerLogin
 from consortium.notices import CommitNotice
 from consortium.roles import max_faulty
 from consortium.transport import topics
@@ -72,20 +72,15 @@ class _Waiting:
 
 @dataclass(frozen=True, slots=True)
 class ClientLogin:
+    """A client's topic name (`req/<client_id>`) and its broker login."""
+
     client_id: str
-    username: str
-    password: str
-    url: str
-    ca_file: str | None = None
+    login: BrokerLogin
 
     @staticmethod
     def local(config: NetworkConfig, client_id: str) -> ClientLogin:
-        username = broker.client_username(client_id)
-        password = os.environ.get("CONSORTIUM_BROKER_PASSWORD")
-        if password is None:
-            password = broker.read_credentials(config.run_dir, username).password
         return ClientLogin(
-            client_id, username, password, config.broker_url, os.environ.get("CONSORTIUM_BROKER_CA")
+            client_id, broker.broker_login(config, broker.client_username(client_id))
         )
 
 
@@ -99,11 +94,11 @@ class ChainClient:
         self.rejected_notices = 0
         self.heights: dict[str, int] = {}
         settings = MqttSettings(
-            login.url,
-            login.username,
-            login.password,
+            login.login.url,
+            login.login.username,
+            login.login.password,
             (topics.commit_filter(config.chain_id),),
-            ca_file=login.ca_file,
+            ca_file=login.login.ca_file,
         )
         self.transport = MqttTransport(settings, on_message=self._on_message)
 

@@ -27,6 +27,7 @@ class StatusWatcher:
             login.username,
             login.password,
             (topics.status_filter(config.chain_id),),
+            ca_file=broker.ca_file(config),
         )
         self.transport = MqttTransport(settings, on_message=self._on_message)
 

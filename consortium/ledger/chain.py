@@ -64,8 +64,15 @@ class ExecutedBlock:
 View = State | Layer
 
 
+VERIFY_CHUNK = 1024
+
+
 def _nothing_to_wait_for() -> None:
     return None
+
+
+def _jobs(unknown: list[tuple[int, SignedTransaction, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
+    return [(key, stx.tx_id, stx.signature) for _, stx, key in unknown]
 
 
 def last_nonce(view: View | Overlay, sender: str) -> int:
@@ -197,6 +204,8 @@ class Chain:
         those of `view` (the parent state): a key rotation takes effect from the next block."""
         txs: list[SignedTransaction] = []
         unknown: list[tuple[int, SignedTransaction, bytes]] = []
+        waits: list[Callable[[], list[bool]]] = []
+        dispatched = 0
         get_cached = self.cache.get
         member_key = contracts.member_public_key
         for raw in raws:
@@ -213,12 +222,18 @@ class Chain:
                 raise InvalidBlock(f"transaction at index {len(txs)}: {exc}") from None
             unknown.append((len(txs), stx, key))
             txs.append(stx)
+            if len(unknown) - dispatched >= VERIFY_CHUNK:
+                # Hand signatures to the verifier while decoding goes on: the cores start early.
+                waits.append(self.verifier.start(_jobs(unknown[dispatched:])))
+                dispatched = len(unknown)
+        if dispatched < len(unknown):
+            waits.append(self.verifier.start(_jobs(unknown[dispatched:])))
         if not unknown:
             return txs, _nothing_to_wait_for
-        wait = self.verifier.start([(k, s.tx_id, s.signature) for _, s, k in unknown])
 
         def finish() -> None:
-            for (index, stx, key), ok in zip(unknown, wait(), strict=True):
+            verdicts = [ok for wait in waits for ok in wait()]
+            for (index, stx, key), ok in zip(unknown, verdicts, strict=True):
                 if not ok:
                     raise InvalidBlock(
                         f"bad signature on transaction {stx.tx_id.hex()[:16]} at index {index}"

@@ -584,3 +584,42 @@ def _remove_pid_file(pid_path: Path, pid: int) -> None:
     with contextlib.suppress(OSError, ValueError):
         if int(pid_path.read_text().strip()) == pid:
             pid_path.unlink()
+
+
+# --- TLS from nodes.yaml -------------------------------------------------------------------------
+
+
+def configured_tls(config: NetworkConfig) -> BrokerTls | None:
+    """The broker listener's certificates from `broker_tls:` in nodes.yaml, for `mqtts://`."""
+    tls = config.broker_tls
+    if tls is None or tls.certfile is None or tls.keyfile is None:
+        return None
+    return BrokerTls(tls.certfile, tls.keyfile, tls.cafile)
+
+
+def ca_file(config: NetworkConfig) -> str | None:
+    """The CA that nodes and clients check the broker against (CONSORTIUM_BROKER_CA wins)."""
+    from_env = os.environ.get("CONSORTIUM_BROKER_CA")
+    if from_env:
+        return from_env
+    tls = config.broker_tls
+    return str(tls.cafile) if tls is not None and tls.cafile is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLogin:
+    """How a node or client reaches the broker: URL, credentials, and the CA for `mqtts://`."""
+
+    url: str
+    username: str
+    password: str
+    ca_file: str | None = None
+
+
+def broker_login(config: NetworkConfig, username: str, url: str | None = None) -> BrokerLogin:
+    """A login from this machine's `run_dir` (the password may come from the environment
+    variable CONSORTIUM_BROKER_PASSWORD instead, on a host that has no copy of the broker's files)."""
+    password = os.environ.get("CONSORTIUM_BROKER_PASSWORD")
+    if password is None:
+        password = read_credentials(config.run_dir, username).password
+    return BrokerLogin(url or config.broker_url, username, password, ca_file(config))

@@ -22,7 +22,7 @@ from consortium.config import NetworkConfig
 from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import Ledger, store_path
-from consortium.node import broker
+from consortium.node.broker import BrokerLogin
 from consortium.node.ledger_app import LedgerApp
 from consortium.notices import CommitNotice, encode_status
 from consortium.pbft.actions import Actions, CancelTimer, SetTimer
@@ -36,26 +36,6 @@ log = logging.getLogger("consortium.node")
 STATUS_INTERVAL_S = 0.25
 MAX_REQUESTS_PER_MESSAGE = 10_000
 THROUGHPUT_WINDOW_S = 5.0
-
-
-@dataclass(slots=True)
-class BrokerLogin:
-    """How this node reaches the broker; on one machine everything comes from `run_dir`."""
-
-    url: str
-    username: str
-    password: str
-    ca_file: str | None = None
-
-    @staticmethod
-    def local(config: NetworkConfig, node_id: str, url: str | None = None) -> BrokerLogin:
-        username = broker.node_username(node_id)
-        password = os.environ.get("CONSORTIUM_BROKER_PASSWORD")
-        if password is None:
-            password = broker.read_credentials(config.run_dir, username).password
-        return BrokerLogin(
-            url or config.broker_url, username, password, os.environ.get("CONSORTIUM_BROKER_CA")
-        )
 
 
 @dataclass(slots=True)

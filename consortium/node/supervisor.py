@@ -145,7 +145,7 @@ def stop_node(
 def start_network(config: NetworkConfig) -> list[NodeProcess]:
     """Keys if missing, broker configuration, broker, then every node."""
     ensure_keys(config)
-    files = broker.write_broker_config(config)
+    files = broker.write_broker_config(config, tls=broker.configured_tls(config))
     broker.start_broker(files)
     return [spawn_node(config, node_id) for node_id in config.node_ids]
 
