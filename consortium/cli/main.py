@@ -8,6 +8,7 @@ from consortium import __version__
 from consortium.cli.bench_cmd import bench
 from consortium.cli.broker_cmd import broker
 from consortium.cli.common import ConsortiumGroup
+from consortium.cli.fault_cmd import fault
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
 from consortium.cli.network_cmd import down, logs, node, status, up
@@ -20,5 +21,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker):
+for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault):
     cli.add_command(command)

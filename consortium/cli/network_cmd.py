@@ -82,6 +82,7 @@ def _rows(
                 "view_changes": status.get("view_changes"),
                 "business_day": status.get("business_day"),
                 "heartbeat_age_s": None if age is None else round(age, 2),
+                "faults": status.get("faults", {}),
             }
         )
     return rows
@@ -122,8 +123,20 @@ def _table(rows: list[dict]) -> Table:
             str(row["committed_txs"] or 0),
             str(row["mempool"] or 0),
             str(row["rejected_msgs"] or 0),
+            _faults(row["faults"]),
         )
     return table
+
+
+def _faults(faults: dict) -> str:
+    parts = []
+    if "partition" in faults:
+        parts.append(
+            "hears " + ",".join(faults["partition"]) if faults["partition"] else "isolated"
+        )
+    if faults.get("delay_ms"):
+        parts.append(f"delay {faults['delay_ms']} ms")
+    return "[yellow]" + "; ".join(parts) + "[/yellow]" if parts else ""
 
 
 @click.command()

@@ -23,6 +23,7 @@ from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import Ledger, store_path
 from consortium.node.broker import BrokerLogin
+from consortium.node.faults import FaultState, apply_control
 from consortium.node.ledger_app import LedgerApp
 from consortium.notices import CommitNotice, encode_status
 from consortium.pbft.actions import Actions, CancelTimer, SetTimer
@@ -73,6 +74,8 @@ class Node:
             records=self.ledger.store.consensus_records(),
         )
         self.rejects = RejectCounts()
+        self.faults = FaultState()
+        self.dropped_by_fault = 0
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.commit_times: deque[tuple[float, int]] = deque()
         self.transport: MqttTransport | None = None
@@ -93,12 +96,19 @@ class Node:
         assert self.transport is not None
         chain = self.config.chain_id
         for send in actions.send:
-            topic = (
-                topics.pbft_topic(chain, self.node_id)
-                if send.to is None
-                else topics.pbft_direct_topic(chain, self.node_id, send.to)
-            )
-            self.transport.publish(topic, send.data)
+            if send.to is None:
+                topic = topics.pbft_topic(chain, self.node_id)
+            elif self.faults.hears(send.to):
+                topic = topics.pbft_direct_topic(chain, self.node_id, send.to)
+            else:
+                continue
+            if self.faults.delay_ms:
+                assert self.loop is not None
+                self.loop.call_later(
+                    self.faults.delay_ms / 1000, self.transport.publish, topic, send.data
+                )
+            else:
+                self.transport.publish(topic, send.data)
         for timer in actions.timers:
             self._timer(timer)
         for committed in actions.committed:
@@ -142,9 +152,22 @@ class Node:
         if parsed.kind is topics.TopicKind.PBFT:
             if parsed.publisher == self.node_id:
                 return
+            if not self.faults.hears(parsed.publisher):
+                self.dropped_by_fault += 1
+                return
             self.carry_out(self.replica.receive(message.payload, self.now_ms()))
         elif parsed.kind is topics.TopicKind.REQUEST:
             self._on_requests(message.payload)
+        elif parsed.kind is topics.TopicKind.CONTROL:
+            try:
+                self.faults = apply_control(
+                    self.faults, self.node_id, self.replica.nodes, message.payload
+                )
+            except RemoteError as exc:
+                self.rejects.add("bad_control")
+                log.warning("control message refused: %s", exc)
+            else:
+                log.info("faults now: %s", self.faults.describe() or "none")
 
     def _on_requests(self, payload: bytes) -> None:
         """A client's batch of signed transactions: admit each, then hand it to the replica."""
@@ -199,6 +222,8 @@ class Node:
             "rejected_msgs": sum(rejected.values()),
             "rejected_by_reason": rejected,
             "view_changes": self.replica.stats.get("view_changes", 0),
+            "faults": self.faults.describe(),
+            "dropped_by_fault": self.dropped_by_fault,
             "bus": dataclasses.asdict(self.transport.counters_snapshot()) if self.transport else {},
         }
 

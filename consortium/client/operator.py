@@ -1,0 +1,21 @@
+"""The operator's control channel: fault-injection messages to nodes over the bus."""
+
+from __future__ import annotations
+
+from consortium.config import NetworkConfig
+from consortium.node import broker
+from consortium.transport import topics
+from consortium.transport.mqtt import MqttSettings, MqttTransport
+
+
+async def send_control(config: NetworkConfig, messages: dict[str, bytes]) -> None:
+    """Publish one control message per node (QoS 1) and wait until the broker has them."""
+    login = broker.read_credentials(config.run_dir, broker.OPERATOR_USERNAME)
+    settings = MqttSettings(
+        config.broker_url, login.username, login.password, ca_file=broker.ca_file(config)
+    )
+    async with MqttTransport(settings) as transport:
+        await transport.wait_connected(timeout_s=10)
+        for node_id, payload in messages.items():
+            transport.publish(topics.control_topic(config.chain_id, node_id), payload, qos=1)
+        await transport.flush(5.0)
