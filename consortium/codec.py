@@ -18,6 +18,7 @@ from consortium.errors import CodecError
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 32
 
+
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise CodecError(f"extension type {code} is not allowed")
 
@@ -71,14 +72,16 @@ def _canonical(value: Any, depth: int = 0) -> Any:
     if kind is dict:
         order = _sorted_keys(value)
         if order is None:
-            if _SCALARS.issuperset(map(type, value.values())):
+            for v in value.values():
+                if type(v) not in _SCALARS:
+                    break
+            else:
                 return value
-            order = value.keys()
-        return {
-            k: v if type(v) in _SCALARS else _canonical(v, depth + 1)
-            for k in order
-            for v in (value[k],)
-        }
+        out = {}
+        for k in value if order is None else order:
+            v = value[k]
+            out[k] = v if type(v) in _SCALARS else _canonical(v, depth + 1)
+        return out
     # Subclasses (enums of str or int, named tuples) encode as their base type.
     for base in (str, bytes, bool, int):
         if isinstance(value, base):

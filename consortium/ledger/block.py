@@ -91,6 +91,8 @@ class Receipt:
         return Receipt(tx_id, ok, reason, result)
 
     def leaf(self) -> bytes:
+        if self.result is None:
+            return sha256(codec.encode_flat(self.to_wire()))
         return sha256(codec.encode(self.to_wire()))
 
 

@@ -31,9 +31,10 @@ _ACC_MASK = (1 << (8 * _ACC_BYTES)) - 1
 _ABSENT = object()
 
 
-def entry_digest(key: str, value: Any) -> int:
-    """The accumulator term of one entry: SHAKE-256 of (key, value) as a 2048-bit integer."""
-    data = codec.encode((key, value))
+def entry_digest(key: str, encoded_value: bytes) -> int:
+    """The accumulator term of one entry: SHAKE-256 of the key and the value's canonical
+    encoding (two msgpack values back to back, so the pair is unambiguous) as a 2048-bit integer."""
+    data = codec.encode_flat(key) + encoded_value
     return int.from_bytes(hashlib.shake_256(data).digest(_ACC_BYTES), "little")
 
 
@@ -89,21 +90,26 @@ class State:
 
 
 class Layer:
-    """One block's writes on top of a base view, hashed once, with the resulting accumulator."""
+    """One block's writes on top of a base view, encoded and hashed once, with the resulting
+    accumulator. The encodings are kept for the store, which writes them as they are."""
 
-    __slots__ = ("accumulator", "base", "digests", "values")
+    __slots__ = ("accumulator", "base", "digests", "encoded", "values")
 
     def __init__(self, base: State | Layer, writes: dict[str, Any]) -> None:
         self.base = base
         self.values = writes
         self.digests: dict[str, int] = {}
+        self.encoded: dict[str, bytes] = {}
         acc = base.accumulator
+        encode = codec.encode
         for key, value in writes.items():
             old = base.digest_of(key)
             if old is not None:
                 acc -= old
             if value is not None:
-                digest = entry_digest(key, value)
+                data = encode(value)
+                digest = entry_digest(key, data)
+                self.encoded[key] = data
                 self.digests[key] = digest
                 acc += digest
         self.accumulator = acc & _ACC_MASK

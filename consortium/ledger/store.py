@@ -160,7 +160,7 @@ class Store:
                 "INSERT OR IGNORE INTO txs (tx_id, height, position) VALUES (?, ?, ?)",
                 [(tx_id, header.height, i) for i, tx_id in enumerate(tx_ids)],
             )
-            upserts = [(k, codec.encode(v)) for k, v in layer.values.items() if v is not None]
+            upserts = list(layer.encoded.items())
             deletes = [(k,) for k, v in layer.values.items() if v is None]
             self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", upserts)
             self.db.executemany("DELETE FROM state WHERE key = ?", deletes)
