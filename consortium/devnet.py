@@ -3,6 +3,7 @@ as many extra signing members as a workload needs, written to a directory with f
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,13 @@ _BASE_MEMBERS = [
     ("warehouse-1", "warehouse"),
 ]
 LOAD_SUPPLIER_BALANCE = 10**9
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def load_signer_id(index: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +12,8 @@ from typing import Any
 from consortium.client.client import ChainClient, ClientLogin
 from consortium.client.wallet import Wallet
 from consortium.client.watch import collect_statuses
-from consortium.devnet import Devnet, make_devnet
+from consortium.devnet import Devnet, free_port, make_devnet
 from consortium.node import supervisor
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
