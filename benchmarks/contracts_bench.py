@@ -1,0 +1,168 @@
+"""Contracts throughput: a mixed workload of valid transactions executed on one core.
+
+Each cycle of seven transactions is a supplier's whole financing: draft, confirm (the debtor's
+ed25519 confirmation is verified, it is part of the contract), split in two, pledge one part,
+borrow against it, repay in two instalments. Transactions run as the ledger runs them: one
+overlay per transaction over one per block, merged on success, and each block's writes applied
+to the real `State` (whose root hashing is timed separately). Transaction signatures are the
+ledger's job and are not part of this; the confirmations are signed before the clock starts.
+
+    .venv/bin/python benchmarks/contracts_bench.py [--transactions 20000] [--block 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from consortium import contracts
+from consortium.config import parse_config
+from consortium.contracts import RuleViolation, TxContext
+from consortium.crypto import KeyPair
+from consortium.keys import KeyDirectory
+from consortium.ledger.state import Overlay, State
+
+SUPPLIERS = [f"supplier-{i:02d}" for i in range(40)]
+BANKS = ["bank-a", "bank-b"]
+CORES = ["core-a", "core-b"]
+CYCLE = 7
+
+Tx = tuple[str, bytes, str, dict[str, Any]]
+
+
+def key_of(member_id: str) -> KeyPair:
+    return KeyPair(hashlib.sha256(b"bench/" + member_id.encode()).digest())
+
+
+def genesis() -> State:
+    nodes = [{"id": b, "role": "bank"} for b in BANKS]
+    nodes += [{"id": c, "role": "core_enterprise"} for c in CORES]
+    nodes += [{"id": "regulator", "role": "regulator"}]
+    raw = {
+        "chain_id": "bench",
+        "nodes": nodes,
+        "members": [{"id": s, "role": "supplier"} for s in SUPPLIERS],
+        "genesis": {
+            "balances": {m: 10**13 for m in BANKS + CORES + SUPPLIERS},
+            "credit_lines": {c: 10**14 for c in CORES},
+        },
+    }
+    config = parse_config(raw, Path("bench/nodes.yaml"))
+    keys = KeyDirectory({m.id: key_of(m.id).public_key for m in config.members}, {})
+    state = State()
+    state.apply(contracts.genesis_writes(config, keys))
+    return state
+
+
+def workload(count: int) -> list[Tx]:
+    """`count` transactions (rounded up to whole cycles), ids predicted from the tx ids."""
+    txs: list[Tx] = []
+    core_keys = {c: key_of(c) for c in CORES}
+    for cycle in range(-(-count // CYCLE)):
+        supplier = SUPPLIERS[cycle % len(SUPPLIERS)]
+        tier_two = SUPPLIERS[(cycle + 1) % len(SUPPLIERS)]
+        core = CORES[cycle % len(CORES)]
+        bank = BANKS[cycle % len(BANKS)]
+        ids = [hashlib.sha256(b"bench-tx/%d/%d" % (cycle, i)).digest() for i in range(CYCLE)]
+        amount = 100_000 + cycle
+        due_day = 90
+        rcv = "rcv-" + ids[0].hex()[:16]
+        child = "rcv-" + ids[2].hex()[:16] + "-0"
+        loan = "loan-" + ids[4].hex()[:16]
+        kept = amount * 6 // 10
+        principal = kept * 95 // 100
+        statement = contracts.confirmation_statement(rcv, core, amount, due_day)
+        txs += [
+            (
+                supplier,
+                ids[0],
+                "receivable.draft",
+                {"debtor": core, "amount": amount, "due_day": due_day},
+            ),
+            (
+                core,
+                ids[1],
+                "receivable.confirm",
+                {
+                    "receivable": rcv,
+                    "amount": amount,
+                    "due_day": due_day,
+                    "confirmation": core_keys[core].sign(statement),
+                },
+            ),
+            (
+                supplier,
+                ids[2],
+                "receivable.split",
+                {"receivable": rcv, "parts": ((supplier, kept), (tier_two, amount - kept))},
+            ),
+            (supplier, ids[3], "receivable.pledge", {"receivable": child, "bank": bank}),
+            (
+                bank,
+                ids[4],
+                "loan.lend",
+                {
+                    "borrower": supplier,
+                    "principal": principal,
+                    "amount_due": kept,
+                    "due_day": due_day,
+                    "receivable": child,
+                },
+            ),
+            (supplier, ids[5], "loan.repay", {"loan": loan, "amount": kept // 2}),
+            (supplier, ids[6], "loan.repay", {"loan": loan, "amount": kept - kept // 2}),
+        ]
+    return txs[:count]
+
+
+def run(txs: list[Tx], block_size: int) -> None:
+    state = genesis()
+    execute = contracts.execute
+    per_op: dict[str, float] = defaultdict(float)
+    ops = Counter(op for _, _, op, _ in txs)
+    failures: list[str] = []
+    contract_seconds = 0.0
+    root_seconds = 0.0
+    clock = time.perf_counter
+    for height, start in enumerate(range(0, len(txs), block_size), start=1):
+        block = Overlay(state)
+        began = clock()
+        for index, (sender, tx_id, op, args) in enumerate(txs[start : start + block_size]):
+            t0 = clock()
+            view = Overlay(block)
+            try:
+                execute(view, TxContext(sender, tx_id, height, index), op, args)
+            except RuleViolation as violation:
+                failures.append(f"{op}: {violation.reason}")
+            else:
+                block.writes.update(view.writes)
+            per_op[op] += clock() - t0
+        contract_seconds += clock() - began
+        began = clock()
+        state.apply(block.writes)
+        root_seconds += clock() - began
+    if failures:
+        raise SystemExit(f"{len(failures)} transactions failed, first: {failures[0]}")
+    n = len(txs)
+    print(f"{n} transactions in blocks of {block_size}, all succeeded")
+    print(f"contracts:              {n / contract_seconds:10,.0f} tx/s ({contract_seconds:.3f} s)")
+    total = contract_seconds + root_seconds
+    print(f"contracts + state root: {n / total:10,.0f} tx/s ({total:.3f} s)")
+    for op in sorted(ops):
+        print(f"  {op:20} {ops[op]:6} txs {per_op[op] / ops[op] * 1e6:8.1f} us/tx")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=20_000)
+    parser.add_argument("--block", type=int, default=2_000)
+    args = parser.parse_args()
+    run(workload(args.transactions), args.block)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The table of operations and the one entry point that runs a transaction against it.
+
+Every transaction goes through the same gate, in this order: a known operation, a sender that is
+a member and not frozen, arguments with exactly the operation's names; then the operation's own
+rules. Anything refused raises `RuleViolation`, and the caller drops the transaction's writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consortium.contracts import (
+    clock,
+    collection,
+    credit,
+    loans,
+    receivables,
+    registry,
+)
+from consortium.contracts.args import Args, shown
+from consortium.contracts.context import RuleViolation, StateView, TxContext
+from consortium.contracts.registry import Caller
+
+Handler = Callable[[StateView, TxContext, Caller, Args], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    handler: Handler
+    params: frozenset[str]
+
+
+def _op(handler: Handler, *params: str) -> Operation:
+    return Operation(handler, frozenset(params))
+
+
+_TABLE: dict[str, Operation] = {
+    "member.register": _op(registry.register, "member", "role", "public_key"),
+    "member.rotate_key": _op(registry.rotate_key, "member", "public_key"),
+    "member.freeze": _op(registry.freeze, "member"),
+    "member.unfreeze": _op(registry.unfreeze, "member"),
+    "clock.advance": _op(clock.advance, "days"),
+    "credit.set_line": _op(credit.set_line, "member", "limit"),
+    "receivable.draft": _op(receivables.draft, "debtor", "amount", "due_day"),
+    "receivable.confirm": _op(
+        receivables.confirm, "receivable", "amount", "due_day", "confirmation"
+    ),
+    "receivable.split": _op(receivables.split, "receivable", "parts"),
+    "receivable.transfer": _op(receivables.transfer, "receivable", "to"),
+    "receivable.pledge": _op(receivables.pledge, "receivable", "bank"),
+    "receivable.settle": _op(receivables.settle, "receivable"),
+    "loan.lend": _op(loans.lend, "borrower", "principal", "amount_due", "due_day", "receivable"),
+    "loan.repay": _op(loans.repay, "loan", "amount"),
+    "loan.record_repayment": _op(loans.record_repayment, "loan", "amount"),
+    "loan.mark_overdue": _op(loans.mark_overdue, "loan"),
+    "loan.write_off": _op(loans.write_off, "loan"),
+    "collection.publish": _op(
+        collection.publish, "loan", "bid_deadline", "reveal_deadline", "contact_commitment"
+    ),
+    "collection.bid": _op(collection.bid, "task", "commitment"),
+    "collection.reveal": _op(collection.reveal, "task", "rate_bp", "salt"),
+    "collection.assign": _op(collection.assign, "task"),
+    "collection.grant_data": _op(collection.grant_data, "task", "ciphertexts"),
+    "collection.log_action": _op(collection.log_action, "task", "action"),
+    "collection.report_recovery": _op(collection.report_recovery, "task", "amount"),
+    "collection.settle": _op(collection.settle, "task"),
+}
+
+OPERATIONS: frozenset[str] = frozenset(_TABLE)
+PARAMETERS: dict[str, frozenset[str]] = {name: op.params for name, op in _TABLE.items()}
+
+
+def execute(
+    view: StateView, ctx: TxContext, op: str, args: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Run one transaction on `view` (its own overlay). Returns a small result (ids of what it
+    created) or None; raises `RuleViolation` and nothing else for any input from the network."""
+    operation = _TABLE.get(op) if type(op) is str else None
+    if operation is None:
+        raise RuleViolation(f"unknown operation {shown(op)}")
+    who = registry.caller(view, ctx.sender)
+    return operation.handler(view, ctx, who, Args(op, args, operation.params))

@@ -1,0 +1,709 @@
+"""Random sequences of every operation by every role, valid and not, against the real state.
+
+After every transaction and every step the machine checks the invariants of DOMAIN.md: money is
+conserved, a receivable gets at most one pledge in its life, split children add up, only the
+named debtor's current key confirms, a frozen member changes nothing, a task has at most one
+agency and pays its commission at most once, a failed transaction leaves the state untouched, and
+`execute` raises nothing but `RuleViolation`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from consortium import contracts
+from consortium.contracts import OPERATIONS, PARAMETERS, audit_report, bid_commitment
+from consortium.crypto import KeyPair, seal, sha256
+from tests.contracts_helpers import GENESIS_TOTAL, Network, Receipt, recomputed_root, seeded_key
+
+MEMBERS = [
+    "regulator",
+    "bank-a",
+    "bank-b",
+    "core",
+    "core-2",
+    "agency",
+    "agency-2",
+    "agency-3",
+    "supplier-a",
+    "supplier-b",
+    "supplier-c",
+    "warehouse-1",
+]
+SUPPLIERS = ["supplier-a", "supplier-b", "supplier-c"]
+BANKS = ["bank-a", "bank-b"]
+CORES = ["core", "core-2"]
+AGENCIES = ["agency", "agency-2", "agency-3"]
+SENDERS = [*MEMBERS, "stranger"]
+NEW_MEMBERS = ["supplier-x", "bank-x", "agency-x", "regulator-x"]
+codec_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 2**64 - 1)
+    | st.text(max_size=6)
+    | st.binary(max_size=66),
+    lambda inner: (
+        st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def usually(valid: Any, others: list[Any]) -> st.SearchStrategy[Any]:
+    """Mostly the value that should work, sometimes any other (wrong sender, bad target)."""
+    return st.integers(0, 7).flatmap(lambda n: st.just(valid) if n < 7 else st.sampled_from(others))
+
+
+def having(prefix: str, *states: str) -> Any:
+    """A precondition: some record of the kind is in one of `states`, so the rule has a target."""
+
+    def check(machine: ContractsMachine) -> bool:
+        return any(machine.ids(prefix, state) for state in states)
+
+    return precondition(check)
+
+
+class ContractsMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Network()
+        self.old_keys: dict[str, list[KeyPair]] = {}
+        self.key_counter = 0
+        self.first_pledgee: dict[str, str] = {}
+        self.pledges = Counter[str]()
+        self.first_agency: dict[str, str] = {}
+        self.settlements = Counter[str]()
+        self.sealed_bids: dict[tuple[str, str], tuple[int, bytes]] = {}
+
+    # Execution and the per-transaction checks ---------------------------------------------
+
+    def tx(self, sender: str, op: Any, args: Any) -> Receipt:
+        return self.block([(sender, op, args)])[0]
+
+    def block(self, txs: list[tuple[str, Any, Any]]) -> list[Receipt]:
+        before = self.net.state.root
+        frozen = {s for s, _, _ in txs if (self.member(s) or {}).get("frozen")}
+        receipts = self.net.block(txs)  # anything but RuleViolation propagates and fails
+        for (sender, _, _), receipt in zip(txs, receipts, strict=True):
+            if sender in frozen:
+                assert not receipt.ok
+        if not any(r.ok for r in receipts):
+            assert self.net.state.root == before
+        assert recomputed_root(self.net.state) == self.net.state.root
+        return receipts
+
+    def member(self, member_id: str) -> dict[str, Any] | None:
+        return self.net.get("member/" + member_id)
+
+    def ids(self, prefix: str, state: str | None = None) -> list[str]:
+        out = []
+        for key in self.net.state.keys_with_prefix(prefix):
+            if state is None or self.net.get(key)["state"] == state:
+                out.append(key[len(prefix) :])
+        return out
+
+    def pick(
+        self, data: st.DataObject, prefix: str, states: str | tuple[str, ...], label: str
+    ) -> str:
+        """Mostly an id of a record in one of `states`, else any record's id or a bogus one."""
+        wanted = (states,) if isinstance(states, str) else states
+        preferred = [i for state in wanted for i in self.ids(prefix, state)]
+        every = [*self.ids(prefix), prefix.rstrip("/") + "-0000000000000000"]
+        if preferred and data.draw(st.integers(0, 4), label="prefer " + label) < 4:
+            return data.draw(st.sampled_from(preferred), label=label)
+        return data.draw(st.sampled_from(every), label=label)
+
+    def today(self) -> int:
+        return contracts.business_day(self.net.state)
+
+    # Registry and clock ---------------------------------------------------------------------
+
+    @rule(data=st.data(), days=st.integers(-1, 40))
+    def advance_clock(self, data: st.DataObject, days: int) -> None:
+        sender = data.draw(usually("regulator", SENDERS))
+        before = self.today()
+        receipt = self.tx(sender, "clock.advance", {"days": days})
+        assert receipt.ok == (
+            sender == "regulator" and days > 0 and self.member(sender) is not None
+        )
+        assert self.today() == (before + days if receipt.ok else before)
+
+    @rule(
+        data=st.data(),
+        who=st.sampled_from(SENDERS),
+        op=st.sampled_from(sorted(OPERATIONS)),
+        keep_frozen=st.integers(0, 7),
+    )
+    def freeze_then_try(self, data: st.DataObject, who: str, op: str, keep_frozen: int) -> None:
+        """Freeze a member, let it try anything (it must change nothing), mostly unfreeze it."""
+        sender = data.draw(usually("regulator", SENDERS))
+        receipt = self.tx(sender, "member.freeze", {"member": who})
+        if receipt.ok:
+            assert self.member(who)["frozen"] and self.member(who)["role"] != "regulator"
+        if (self.member(who) or {}).get("frozen"):
+            args = {name: data.draw(codec_values) for name in sorted(PARAMETERS[op])}
+            root = self.net.state.root
+            assert not self.tx(who, op, args).ok
+            assert self.net.state.root == root
+        if keep_frozen:
+            sender = data.draw(usually("regulator", SENDERS))
+            receipt = self.tx(sender, "member.unfreeze", {"member": who})
+            if receipt.ok:
+                assert not self.member(who)["frozen"]
+
+    @rule(data=st.data(), who=st.sampled_from(MEMBERS), reuse=st.booleans())
+    def rotate_key(self, data: st.DataObject, who: str, reuse: bool) -> None:
+        sender = data.draw(usually(who, SENDERS))
+        old = self.net.keys[who]
+        if reuse:
+            new = data.draw(
+                st.sampled_from(
+                    [*self.net.keys.values(), *(k for ks in self.old_keys.values() for k in ks)]
+                )
+            )
+        else:
+            self.key_counter += 1
+            new = seeded_key(f"rotated-{self.key_counter}")
+        receipt = self.tx(
+            sender, "member.rotate_key", {"member": who, "public_key": new.public_key}
+        )
+        if receipt.ok:
+            assert not reuse or new.public_key not in {
+                k.public_key for ks in self.old_keys.values() for k in ks
+            }
+            self.old_keys.setdefault(who, []).append(old)
+            self.net.keys[who] = new
+        assert contracts.member_public_key(self.net.state, who) == self.net.keys[who].public_key
+
+    @rule(
+        data=st.data(),
+        new_id=st.sampled_from(NEW_MEMBERS),
+        role=st.sampled_from(["supplier", "bank", "collection_agency", "regulator", "x"]),
+    )
+    def register(self, data: st.DataObject, new_id: str, role: str) -> None:
+        sender = data.draw(usually("regulator", SENDERS))
+        key = seeded_key("member " + new_id)
+        receipt = self.tx(
+            sender,
+            "member.register",
+            {"member": new_id, "role": role, "public_key": key.public_key},
+        )
+        if receipt.ok:
+            self.net.keys[new_id] = key
+
+    @rule(
+        data=st.data(),
+        core=st.sampled_from([*CORES, "supplier-a"]),
+        limit=st.integers(0, 30_000_000),
+    )
+    def set_credit_line(self, data: st.DataObject, core: str, limit: int) -> None:
+        sender = data.draw(usually("regulator", SENDERS))
+        self.tx(sender, "credit.set_line", {"member": core, "limit": limit})
+
+    # Receivables ------------------------------------------------------------------------------
+
+    @rule(data=st.data(), amount=st.integers(-1, 1_500_000), due=st.integers(-1, 60))
+    def draft(self, data: st.DataObject, amount: int, due: int) -> None:
+        sender = data.draw(usually(data.draw(st.sampled_from(SUPPLIERS)), SENDERS))
+        debtor = data.draw(usually(data.draw(st.sampled_from(CORES)), SENDERS))
+        self.tx(
+            sender,
+            "receivable.draft",
+            {"debtor": debtor, "amount": amount, "due_day": self.today() + due},
+        )
+
+    @having("rcv/", "DRAFTED")
+    @rule(
+        data=st.data(),
+        signer=usually("debtor", ["old", "holder", "bank", "random"]),
+        signed_delta=usually(0, [1]),
+        args_delta=usually(0, [1]),
+    )
+    def confirm(self, data: st.DataObject, signer: str, signed_delta: int, args_delta: int) -> None:
+        rcv_id = self.pick(data, "rcv/", "DRAFTED", "receivable")
+        rcv = self.net.get("rcv/" + rcv_id)
+        debtor = rcv["debtor"] if rcv else "core"
+        keys = {
+            "debtor": self.net.keys.get(debtor),
+            "old": (self.old_keys.get(debtor) or [None])[-1],
+            "holder": self.net.keys.get(rcv["holder"]) if rcv else None,
+            "bank": self.net.keys["bank-a"],
+            "random": KeyPair(sha256(b"nobody")),
+        }
+        key = keys[signer] or keys["random"]
+        amount = rcv["amount"] if rcv else 1
+        due_day = rcv["due_day"] if rcv else 1
+        signature = key.sign(
+            contracts.confirmation_statement(rcv_id, debtor, amount + signed_delta, due_day)
+        )
+        holder = rcv["holder"] if rcv else "supplier-a"
+        sender = data.draw(usually(data.draw(st.sampled_from([debtor, holder])), SENDERS))
+        receipt = self.tx(
+            sender,
+            "receivable.confirm",
+            {
+                "receivable": rcv_id,
+                "amount": amount + args_delta,
+                "due_day": due_day,
+                "confirmation": signature,
+            },
+        )
+        if receipt.ok:
+            assert rcv is not None and rcv["state"] == "DRAFTED"
+            assert key.public_key == self.member(debtor)["key"]
+            assert signed_delta == args_delta == 0
+            assert sender in (debtor, holder)
+            assert self.net.get("rcv/" + rcv_id)["state"] == "CONFIRMED"
+
+    @having("rcv/", "CONFIRMED")
+    @rule(data=st.data(), pieces=st.integers(1, 3), error=st.sampled_from([0, 0, 1, -1]))
+    def split(self, data: st.DataObject, pieces: int, error: int) -> None:
+        rcv_id = self.pick(data, "rcv/", "CONFIRMED", "receivable")
+        rcv = self.net.get("rcv/" + rcv_id)
+        total = rcv["amount"] if rcv else 10
+        cuts = sorted(
+            data.draw(
+                st.lists(
+                    st.integers(1, max(1, total - 1)), min_size=pieces - 1, max_size=pieces - 1
+                )
+            )
+        )
+        amounts = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
+        amounts[-1] += error
+        recipients = data.draw(
+            st.lists(usually("supplier-b", SENDERS), min_size=pieces, max_size=pieces)
+        )
+        sender = data.draw(usually(rcv["holder"] if rcv else "supplier-a", SENDERS))
+        receipt = self.tx(
+            sender,
+            "receivable.split",
+            {"receivable": rcv_id, "parts": tuple(zip(recipients, amounts, strict=True))},
+        )
+        if receipt.ok:
+            assert rcv["state"] == "CONFIRMED" and sum(amounts) == total and pieces >= 2
+            assert self.net.get("rcv/" + rcv_id)["state"] == "CONSUMED"
+
+    @having("rcv/", "CONFIRMED")
+    @rule(data=st.data())
+    def transfer(self, data: st.DataObject) -> None:
+        rcv_id = self.pick(data, "rcv/", "CONFIRMED", "receivable")
+        rcv = self.net.get("rcv/" + rcv_id)
+        sender = data.draw(usually(rcv["holder"] if rcv else "supplier-a", SENDERS))
+        to = data.draw(usually(data.draw(st.sampled_from(SUPPLIERS)), SENDERS))
+        self.tx(sender, "receivable.transfer", {"receivable": rcv_id, "to": to})
+
+    @having("rcv/", "CONFIRMED")
+    @rule(data=st.data(), same_block_rival=st.booleans())
+    def pledge(self, data: st.DataObject, same_block_rival: bool) -> None:
+        rcv_id = self.pick(data, "rcv/", "CONFIRMED", "receivable")
+        rcv = self.net.get("rcv/" + rcv_id)
+        sender = data.draw(usually(rcv["holder"] if rcv else "supplier-a", SENDERS))
+        txs = [
+            (
+                sender,
+                "receivable.pledge",
+                {"receivable": rcv_id, "bank": data.draw(usually("bank-a", SENDERS))},
+            )
+        ]
+        if same_block_rival:
+            txs.append((sender, "receivable.pledge", {"receivable": rcv_id, "bank": "bank-b"}))
+        receipts = self.block(txs)
+        succeeded = [args["bank"] for (_, _, args), r in zip(txs, receipts, strict=True) if r.ok]
+        assert len(succeeded) <= 1
+        if succeeded:
+            self.pledges[rcv_id] += 1
+            assert self.pledges[rcv_id] == 1
+            assert self.net.get("rcv/" + rcv_id)["pledgee"] == succeeded[0]
+
+    @having("rcv/", "CONFIRMED", "PLEDGED")
+    @rule(data=st.data())
+    def settle_receivable(self, data: st.DataObject) -> None:
+        rcv_id = self.pick(data, "rcv/", ("PLEDGED", "CONFIRMED"), "receivable")
+        rcv = self.net.get("rcv/" + rcv_id)
+        sender = data.draw(usually(rcv["debtor"] if rcv else "core", SENDERS))
+        receipt = self.tx(sender, "receivable.settle", {"receivable": rcv_id})
+        if receipt.ok:
+            assert self.today() >= rcv["due_day"]
+            paid = receipt.result["to_pledgee"] + receipt.result["to_holder"]
+            assert paid == rcv["amount"]
+
+    # Loans ------------------------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        principal=st.integers(0, 1_200_000),
+        interest=st.integers(-1, 90_000),
+        due=st.integers(-1, 40),
+        secured=st.booleans(),
+    )
+    def lend(
+        self, data: st.DataObject, principal: int, interest: int, due: int, secured: bool
+    ) -> None:
+        rcv_id = self.pick(data, "rcv/", "PLEDGED", "receivable") if secured else None
+        rcv = self.net.get("rcv/" + rcv_id) if rcv_id else None
+        bank = data.draw(usually((rcv or {}).get("pledgee") or "bank-a", SENDERS))
+        borrower = data.draw(usually(rcv["holder"] if rcv else "supplier-c", SENDERS))
+        receipt = self.tx(
+            bank,
+            "loan.lend",
+            {
+                "borrower": borrower,
+                "principal": principal,
+                "amount_due": principal + interest,
+                "due_day": self.today() + due,
+                "receivable": rcv_id,
+            },
+        )
+        if receipt.ok and rcv is not None:
+            assert principal <= rcv["amount"] and rcv["pledgee"] == bank
+
+    @having("loan/", "ACTIVE", "OVERDUE", "COLLECTION")
+    @rule(data=st.data(), fraction=st.integers(0, 4), by_bank=st.booleans())
+    def repay(self, data: st.DataObject, fraction: int, by_bank: bool) -> None:
+        loan_id = self.pick(data, "loan/", ("COLLECTION", "OVERDUE", "ACTIVE"), "loan")
+        loan = self.net.get("loan/" + loan_id)
+        owed = loan["amount_due"] - loan["repaid"] if loan else 1
+        amount = max(1, owed * fraction // 3)
+        if by_bank:
+            sender = data.draw(usually(loan["bank"] if loan else "bank-a", SENDERS))
+            op = "loan.record_repayment"
+        else:
+            sender = data.draw(usually(loan["borrower"] if loan else "supplier-c", SENDERS))
+            op = "loan.repay"
+        task = self.net.get("task/" + loan["task"]) if loan and loan["task"] else None
+        receipt = self.tx(sender, op, {"loan": loan_id, "amount": amount})
+        if receipt.ok and task is not None:
+            assert self.net.get("task/" + task["id"])["state"] == "STOPPED"
+
+    @having("loan/", "ACTIVE", "OVERDUE")
+    @rule(data=st.data(), write_off=st.booleans())
+    def overdue_or_write_off(self, data: st.DataObject, write_off: bool) -> None:
+        loan_id = self.pick(data, "loan/", "OVERDUE" if write_off else "ACTIVE", "loan")
+        loan = self.net.get("loan/" + loan_id)
+        sender = data.draw(usually(loan["bank"] if loan else "bank-a", SENDERS))
+        op = "loan.write_off" if write_off else "loan.mark_overdue"
+        receipt = self.tx(sender, op, {"loan": loan_id})
+        if receipt.ok and not write_off:
+            assert self.today() > loan["due_day"]
+
+    # Collection -------------------------------------------------------------------------------
+
+    @having("loan/", "OVERDUE")
+    @rule(data=st.data(), bid_days=st.integers(-1, 3), reveal_days=st.integers(0, 3))
+    def publish(self, data: st.DataObject, bid_days: int, reveal_days: int) -> None:
+        loan_id = self.pick(data, "loan/", "OVERDUE", "loan")
+        loan = self.net.get("loan/" + loan_id)
+        sender = data.draw(usually(loan["bank"] if loan else "bank-a", SENDERS))
+        bid_deadline = self.today() + bid_days
+        self.tx(
+            sender,
+            "collection.publish",
+            {
+                "loan": loan_id,
+                "bid_deadline": bid_deadline,
+                "reveal_deadline": bid_deadline + reveal_days,
+                "contact_commitment": sha256(b"c"),
+            },
+        )
+
+    @having("task/", "BIDDING")
+    @rule(data=st.data(), rate=st.integers(0, 3100))
+    def bid(self, data: st.DataObject, rate: int) -> None:
+        task_id = self.pick(data, "task/", "BIDDING", "task")
+        agency = data.draw(usually(data.draw(st.sampled_from(AGENCIES)), SENDERS))
+        salt = data.draw(st.binary(min_size=16, max_size=16))
+        receipt = self.tx(
+            agency,
+            "collection.bid",
+            {"task": task_id, "commitment": bid_commitment(task_id, agency, rate, salt)},
+        )
+        if receipt.ok:
+            self.sealed_bids[(task_id, agency)] = (rate, salt)
+
+    @precondition(lambda self: bool(self.sealed_bids))
+    @rule(data=st.data(), tamper=usually(0, [1]))
+    def reveal(self, data: st.DataObject, tamper: int) -> None:
+        if not self.sealed_bids:
+            return
+        task_id, agency = data.draw(st.sampled_from(sorted(self.sealed_bids)))
+        rate, salt = self.sealed_bids[(task_id, agency)]
+        sender = data.draw(usually(agency, SENDERS))
+        receipt = self.tx(
+            sender, "collection.reveal", {"task": task_id, "rate_bp": rate + tamper, "salt": salt}
+        )
+        if receipt.ok:
+            assert tamper == 0 and sender == agency
+            assert rate <= self.net.get("task/" + task_id)["ceiling_bp"]
+
+    @having("task/", "BIDDING")
+    @rule(data=st.data())
+    def assign(self, data: st.DataObject) -> None:
+        task_id = self.pick(data, "task/", "BIDDING", "task")
+        task = self.net.get("task/" + task_id)
+        sender = data.draw(usually(task["bank"] if task else "bank-a", SENDERS))
+        receipt = self.tx(sender, "collection.assign", {"task": task_id})
+        if receipt.ok and receipt.result["agency"] is not None:
+            revealed = []
+            for agency in task["bidders"]:
+                bid = self.net.get(f"bid/{task_id}/{agency}")
+                if bid["rate_bp"] is not None:
+                    revealed.append((bid["rate_bp"], bid["height"], bid["index"], agency))
+            assert receipt.result["agency"] == min(revealed)[3]
+
+    @having("task/", "ASSIGNED")
+    @rule(data=st.data(), wrong=st.booleans())
+    def grant_data(self, data: st.DataObject, wrong: bool) -> None:
+        task_id = self.pick(data, "task/", "ASSIGNED", "task")
+        task = self.net.get("task/" + task_id)
+        sender = data.draw(usually(task["bank"] if task else "bank-a", SENDERS))
+        recipients = set(self.net.get("role/regulator"))
+        recipients.add((task or {}).get("agency") or "agency")
+        if wrong:
+            recipients ^= {data.draw(st.sampled_from(MEMBERS))}
+        boxes = {
+            r: seal(self.net.keys[r].public_key, b"debtor contact")
+            for r in sorted(recipients)
+            if r in self.net.keys
+        }
+        receipt = self.tx(sender, "collection.grant_data", {"task": task_id, "ciphertexts": boxes})
+        if receipt.ok:
+            stored = self.net.get("grant/" + task_id)
+            assert set(stored) == {task["agency"], *self.net.get("role/regulator")}
+
+    @having("task/", "ASSIGNED")
+    @rule(data=st.data(), recover=st.booleans(), fraction=st.integers(0, 3))
+    def agency_acts(self, data: st.DataObject, recover: bool, fraction: int) -> None:
+        task_id = self.pick(data, "task/", "ASSIGNED", "task")
+        task = self.net.get("task/" + task_id)
+        sender = data.draw(usually((task or {}).get("agency") or "agency", SENDERS))
+        if recover:
+            loan = self.net.get("loan/" + task["loan"]) if task else None
+            owed = loan["amount_due"] - loan["repaid"] if loan else 1
+            args = {"task": task_id, "amount": max(1, owed * fraction // 2)}
+            receipt = self.tx(sender, "collection.report_recovery", args)
+        else:
+            receipt = self.tx(sender, "collection.log_action", {"task": task_id, "action": "call"})
+        if receipt.ok:
+            assert task["state"] == "ASSIGNED" and sender == task["agency"]
+
+    @having("task/", "ASSIGNED", "STOPPED", "COMPLETED")
+    @rule(data=st.data())
+    def settle_task(self, data: st.DataObject) -> None:
+        task_id = self.pick(
+            data,
+            "task/",
+            ("ASSIGNED", "STOPPED", "COMPLETED", "SETTLED"),
+            "task",
+        )
+        task = self.net.get("task/" + task_id)
+        sender = data.draw(usually(task["bank"] if task else "bank-a", SENDERS))
+        agency_before = self.net.balance(task["agency"]) if task and task["agency"] else 0
+        receipt = self.tx(sender, "collection.settle", {"task": task_id})
+        if receipt.ok:
+            self.settlements[task_id] += 1
+            assert self.settlements[task_id] == 1
+            fee = task["rate_bp"] * task["recovered"] // 10_000
+            assert receipt.result == {"commission": fee}
+            assert self.net.balance(task["agency"]) == agency_before + fee
+
+    # Whole flows, so the random rules above also meet deep states ----------------------------
+
+    @rule(
+        data=st.data(),
+        amount=st.integers(2, 900_000),
+        due=st.integers(1, 30),
+        split=st.booleans(),
+        lend=st.booleans(),
+    )
+    def finance_a_receivable(
+        self, data: st.DataObject, amount: int, due: int, split: bool, lend: bool
+    ) -> None:
+        """Draft, confirm, maybe split, pledge and borrow against it: valid steps, which may
+        still fail on a frozen party, an exhausted credit line or a spent balance."""
+        supplier = data.draw(st.sampled_from(SUPPLIERS))
+        debtor = data.draw(st.sampled_from(CORES))
+        bank = data.draw(st.sampled_from(BANKS))
+        due_day = self.today() + due
+        receipt = self.tx(
+            supplier, "receivable.draft", {"debtor": debtor, "amount": amount, "due_day": due_day}
+        )
+        if not receipt.ok:
+            return
+        rcv_id = receipt.result["receivable"]
+        statement = contracts.confirmation_statement(rcv_id, debtor, amount, due_day)
+        receipt = self.tx(
+            debtor,
+            "receivable.confirm",
+            {
+                "receivable": rcv_id,
+                "amount": amount,
+                "due_day": due_day,
+                "confirmation": self.net.keys[debtor].sign(statement),
+            },
+        )
+        if receipt.ok and split:
+            first = data.draw(st.integers(1, amount - 1))
+            other = data.draw(st.sampled_from(SUPPLIERS))
+            parts = ((supplier, first), (other, amount - first))
+            receipt = self.tx(supplier, "receivable.split", {"receivable": rcv_id, "parts": parts})
+            if receipt.ok:
+                rcv_id = receipt.result["children"][0]
+                amount = first
+        if not receipt.ok:
+            return
+        receipt = self.tx(supplier, "receivable.pledge", {"receivable": rcv_id, "bank": bank})
+        if receipt.ok:
+            self.pledges[rcv_id] += 1
+        if receipt.ok and lend:
+            principal = data.draw(st.integers(1, amount))
+            self.tx(
+                bank,
+                "loan.lend",
+                {
+                    "borrower": supplier,
+                    "principal": principal,
+                    "amount_due": principal + data.draw(st.integers(0, amount)),
+                    "due_day": due_day,
+                    "receivable": rcv_id,
+                },
+            )
+
+    @rule(
+        data=st.data(),
+        late=st.integers(1, 120),
+        bidders=st.integers(0, 3),
+        reveals=st.integers(0, 3),
+        bank_assigns=st.booleans(),
+    )
+    def loan_into_collection(
+        self, data: st.DataObject, late: int, bidders: int, reveals: int, bank_assigns: bool
+    ) -> None:
+        """Lend, let the loan fall overdue, publish a task, take sealed bids, reveal, assign."""
+        bank = data.draw(st.sampled_from(BANKS))
+        borrower = data.draw(st.sampled_from(SUPPLIERS + CORES))
+        principal = data.draw(st.integers(1, 600_000))
+        receipt = self.tx(
+            bank,
+            "loan.lend",
+            {
+                "borrower": borrower,
+                "principal": principal,
+                "amount_due": principal * 11 // 10,
+                "due_day": self.today() + 1,
+                "receivable": None,
+            },
+        )
+        if not receipt.ok:
+            return
+        loan_id = receipt.result["loan"]
+        self.tx("regulator", "clock.advance", {"days": 1 + late})
+        self.tx(bank, "loan.mark_overdue", {"loan": loan_id})
+        today = self.today()
+        receipt = self.tx(
+            bank,
+            "collection.publish",
+            {
+                "loan": loan_id,
+                "bid_deadline": today,
+                "reveal_deadline": today + 1,
+                "contact_commitment": sha256(borrower.encode()),
+            },
+        )
+        if not receipt.ok:
+            return
+        task_id = receipt.result["task"]
+        agencies = data.draw(st.permutations(AGENCIES))[:bidders]
+        for agency in agencies:
+            rate = data.draw(st.integers(0, 3100))
+            salt = data.draw(st.binary(min_size=16, max_size=16))
+            receipt = self.tx(
+                agency,
+                "collection.bid",
+                {"task": task_id, "commitment": bid_commitment(task_id, agency, rate, salt)},
+            )
+            if receipt.ok:
+                self.sealed_bids[(task_id, agency)] = (rate, salt)
+        self.tx("regulator", "clock.advance", {"days": 1})
+        for agency in agencies[:reveals]:
+            if (task_id, agency) in self.sealed_bids:
+                rate, salt = self.sealed_bids[(task_id, agency)]
+                self.tx(
+                    agency, "collection.reveal", {"task": task_id, "rate_bp": rate, "salt": salt}
+                )
+        if not bank_assigns:
+            self.tx("regulator", "clock.advance", {"days": 1})
+        self.tx(
+            bank if bank_assigns else data.draw(st.sampled_from(MEMBERS)),
+            "collection.assign",
+            {"task": task_id},
+        )
+
+    # Anything at all ----------------------------------------------------------------------------
+
+    @rule(data=st.data(), sender=st.sampled_from(SENDERS))
+    def junk(self, data: st.DataObject, sender: str) -> None:
+        op = data.draw(
+            st.sampled_from(sorted(contracts.OPERATIONS)) | st.text(max_size=12) | codec_values
+        )
+        if isinstance(op, str) and op in contracts.PARAMETERS and data.draw(st.booleans()):
+            args = {n: data.draw(codec_values) for n in sorted(contracts.PARAMETERS[op])}
+        else:
+            args = data.draw(codec_values)
+        self.tx(sender, op, args)
+
+    # Invariants -------------------------------------------------------------------------------
+
+    @invariant()
+    def money_is_conserved(self) -> None:
+        assert self.net.total_money() == GENESIS_TOTAL
+        assert all(self.net.get(k) >= 0 for k in self.net.state.keys_with_prefix("bal/"))
+
+    @invariant()
+    def one_pledge_per_receivable_ever(self) -> None:
+        for rcv_id in self.ids("rcv/"):
+            rcv = self.net.get("rcv/" + rcv_id)
+            if rcv_id in self.first_pledgee:
+                assert rcv["pledgee"] == self.first_pledgee[rcv_id]
+            elif rcv["pledgee"] is not None:
+                self.first_pledgee[rcv_id] = rcv["pledgee"]
+
+    @invariant()
+    def split_children_add_up(self) -> None:
+        for rcv_id in self.ids("rcv/", "CONSUMED"):
+            parent = self.net.get("rcv/" + rcv_id)
+            children = [self.net.get("rcv/" + c) for c in parent["children"]]
+            assert sum(c["amount"] for c in children) == parent["amount"]
+            assert all(c["debtor"] == parent["debtor"] for c in children)
+            assert all(c["due_day"] == parent["due_day"] for c in children)
+
+    @invariant()
+    def one_agency_per_task(self) -> None:
+        for task_id in self.ids("task/"):
+            agency = self.net.get("task/" + task_id)["agency"]
+            if task_id in self.first_agency:
+                assert agency == self.first_agency[task_id]
+            elif agency is not None:
+                self.first_agency[task_id] = agency
+
+    @invariant()
+    def audit_finds_no_problems(self) -> None:
+        report = audit_report(self.net.state)
+        assert report["problems"] == []
+        assert report["total_money"] == GENESIS_TOTAL
+
+
+# No shrinking: a shrink of this machine takes minutes, and a failure already prints every step.
+ContractsMachine.TestCase.settings = settings(
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
+    max_examples=40,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestContractsMachine = ContractsMachine.TestCase
