@@ -5,13 +5,16 @@ from __future__ import annotations
 import click
 
 from consortium import __version__
+from consortium.cli.audit_cmd import audit
 from consortium.cli.bench_cmd import bench
 from consortium.cli.broker_cmd import broker
 from consortium.cli.common import ConsortiumGroup
+from consortium.cli.demo_cmd import demo
 from consortium.cli.fault_cmd import fault
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
 from consortium.cli.network_cmd import down, logs, node, status, up
+from consortium.cli.scenario_cmd import scenario
 from consortium.cli.tx_cmd import tx
 
 
@@ -21,5 +24,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault):
+for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault, scenario, audit, demo):
     cli.add_command(command)
