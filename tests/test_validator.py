@@ -1,0 +1,168 @@
+"""The hot-path validator on full-size blocks: every way a block can be wrong is caught, with its
+reason, and leaves the node's state untouched; the parallel and serial paths agree."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consortium import codec
+from consortium.crypto import KeyPair
+from consortium.devnet import make_devnet
+from consortium.ledger.block import tx_root
+from consortium.ledger.chain import Chain, InvalidBlock
+from consortium.ledger.ledger import genesis_state
+from consortium.ledger.signatures import SerialVerifier, VerifiedCache
+from consortium.ledger.tx import SignedTransaction, Transaction
+from consortium.parallel import PoolVerifier
+from consortium.workload import build_workload
+
+BLOCK_TXS = 5000
+
+
+def _chain(net, verifier=None) -> Chain:
+    state = genesis_state(net.config, net.keys)
+    return Chain(
+        net.config.chain_id, state, Chain.genesis_header(net.config.chain_id, state), verifier
+    )
+
+
+@pytest.fixture(scope="module")
+def pool():
+    verifier = PoolVerifier(2)
+    yield verifier
+    verifier.close()
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory, pool):
+    """A replica at the parent state and a valid 5,000-transaction block from 100+ signers."""
+    net = make_devnet(tmp_path_factory.mktemp("validator"), nodes=5, load_signers=110)
+    primary, replica = _chain(net), _chain(net, pool)
+
+    def execute(txs):
+        for stx in txs:
+            primary.admit(stx.raw)
+        executed, _ = primary.propose(txs, 0, "bank-a")
+        primary.commit(executed.hash)
+        replica.validate(executed.block.encode())
+        replica.commit(executed.hash)
+        return [r.result for r in executed.receipts]
+
+    workload = build_workload(net, BLOCK_TXS, execute)
+    for stx in workload.measured:
+        primary.admit(stx.raw)
+    executed, excluded = primary.propose(workload.measured, 0, "bank-a")
+    assert excluded == [] and all(r.ok for r in executed.receipts)
+    assert workload.signers >= 100
+    return net, replica, executed
+
+
+def _encode(header, txs) -> bytes:
+    return codec.encode_flat((header.to_wire(), [t.raw for t in txs]))
+
+
+def _assert_rejected(replica: Chain, data: bytes, reason: str) -> None:
+    root, head, pending = replica.state.root, replica.head, dict(replica.pending)
+    replica.cache = VerifiedCache()
+    with pytest.raises(InvalidBlock, match=reason):
+        replica.validate(data)
+    assert replica.state.root == root and replica.head == head and replica.pending == pending
+
+
+def test_the_valid_block_is_accepted_cold(setting):
+    _, replica, executed = setting
+    replica.cache = VerifiedCache()
+    validated = replica.validate(executed.block.encode())
+    assert validated.header == executed.header
+    replica.pending.clear()
+
+
+def test_one_forged_signature(setting):
+    _, replica, executed = setting
+    txs = list(executed.block.txs)
+    victim = txs[2500]
+    forged_sig = bytes(64 - 1) + b"\x01"
+    txs[2500] = SignedTransaction(
+        victim.tx, victim.tx_id, forged_sig, codec.encode_flat((victim.tx.body(), forged_sig))
+    )
+    _assert_rejected(replica, _encode(executed.header, txs), "bad signature .* at index 2500")
+
+
+def test_wrong_merkle_root(setting):
+    _, replica, executed = setting
+    header = dataclasses.replace(executed.header, tx_root=bytes(32))
+    _assert_rejected(replica, _encode(header, executed.block.txs), "transaction Merkle root")
+
+
+def test_wrong_state_root(setting):
+    _, replica, executed = setting
+    header = dataclasses.replace(executed.header, state_root=bytes(32))
+    _assert_rejected(replica, _encode(header, executed.block.txs), "state root")
+
+
+def test_replayed_nonce(setting):
+    _, replica, executed = setting
+    txs = list(executed.block.txs)
+    txs.insert(100, txs[0])
+    header = dataclasses.replace(executed.header, tx_root=tx_root(txs))
+    _assert_rejected(replica, _encode(header, txs), "replayed or stale nonce")
+
+
+def test_transaction_by_a_non_member(setting):
+    net, replica, executed = setting
+    stranger = Transaction(net.config.chain_id, "mallory", 1, "clock.advance", {"days": 1}).sign(
+        KeyPair.generate()
+    )
+    txs = [*executed.block.txs[:4000], stranger, *executed.block.txs[4000:]]
+    header = dataclasses.replace(executed.header, tx_root=tx_root(txs))
+    _assert_rejected(replica, _encode(header, txs), "index 4000: sender 'mallory' is not a member")
+
+
+def test_parent_hash_that_does_not_match(setting):
+    _, replica, executed = setting
+    header = dataclasses.replace(executed.header, parent_hash=bytes(32))
+    with pytest.raises(Exception, match="neither the head nor validated"):
+        replica.validate(_encode(header, executed.block.txs))
+    assert replica.pending == {}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_parallel_and_serial_paths_agree(setting, pool, data):
+    """Random blocks: a sample of the valid transactions, some with a byte of the signature
+    flipped; the pool and the serial verifier must give the same verdict, word for word."""
+    _, _, executed = setting
+    txs = list(executed.block.txs)
+    indices = data.draw(
+        st.lists(st.integers(0, len(txs) - 1), min_size=1, max_size=300, unique=True)
+    )
+    chosen = [txs[i] for i in sorted(indices)]
+    flips = data.draw(st.lists(st.integers(0, len(chosen) - 1), max_size=3))
+    for i in flips:
+        stx = chosen[i]
+        sig = bytes([stx.signature[0] ^ 1]) + stx.signature[1:]
+        chosen[i] = SignedTransaction(
+            stx.tx, stx.tx_id, sig, codec.encode_flat((stx.tx.body(), sig))
+        )
+    verdicts = []
+    for verifier in (pool, SerialVerifier()):
+        replica = _chain_at(setting, verifier)
+        header = dataclasses.replace(executed.header, tx_root=tx_root(chosen))
+        try:
+            replica.validate(_encode(header, chosen))
+            verdicts.append("valid")
+        except InvalidBlock as exc:
+            verdicts.append(str(exc))
+    assert verdicts[0] == verdicts[1]
+    if flips:
+        assert "bad signature" in verdicts[0]
+
+
+def _chain_at(setting, verifier) -> Chain:
+    """A replica at the parent state of the measured block, with an empty signature cache."""
+    _, replica, _ = setting
+    return Chain(replica.chain_id, replica.state, replica.head, verifier, VerifiedCache())
