@@ -141,7 +141,7 @@ def test_parallel_and_serial_paths_agree(setting, pool, data):
         st.lists(st.integers(0, len(txs) - 1), min_size=1, max_size=300, unique=True)
     )
     chosen = [txs[i] for i in sorted(indices)]
-    flips = data.draw(st.lists(st.integers(0, len(chosen) - 1), max_size=3))
+    flips = data.draw(st.lists(st.integers(0, len(chosen) - 1), max_size=3, unique=True))
     for i in flips:
         stx = chosen[i]
         sig = bytes([stx.signature[0] ^ 1]) + stx.signature[1:]
