@@ -15,6 +15,7 @@ from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
 from consortium.cli.network_cmd import down, logs, node, status, up
 from consortium.cli.scenario_cmd import scenario
+from consortium.cli.sim_cmd import sim
 from consortium.cli.tx_cmd import tx
 
 
@@ -24,5 +25,5 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault, scenario, audit, demo):
+for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault, scenario, audit, demo, sim):
     cli.add_command(command)

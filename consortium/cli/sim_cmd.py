@@ -9,7 +9,7 @@ import click
 
 from consortium.cli.common import print_json
 from consortium.roles import max_faulty
-from consortium.sim.runner import RunResult, SimSettings, run_seed
+from consortium.sim.runner import RunResult, SimSettings
 from consortium.sim.sweep import SweepReport, sweep
 
 MIN_NODES = 4
@@ -107,6 +107,7 @@ def sim(
 def _run(seeds: list[int], settings: SimSettings, as_json: bool) -> SweepReport:
     if as_json or len(seeds) == 1:
         return sweep(seeds, settings, workers=1 if len(seeds) == 1 else None)
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(
@@ -114,6 +115,7 @@ def _run(seeds: list[int], settings: SimSettings, as_json: bool) -> SweepReport:
         BarColumn(),
         TextColumn("{task.completed}/{task.total} seeds, {task.fields[failed]} failed"),
         TimeElapsedColumn(),
+        console=Console(stderr=True),
         transient=True,
     )
     failed = 0
@@ -167,9 +169,4 @@ def _print_table(summary: dict[str, object]) -> None:
     ):
         if key in summary:
             table.add_row(key, str(summary[key]))
-    Console().print(table)
-
-
-def run_one(seed: int, nodes: int = 5, byzantine: bool = True) -> RunResult:
-    """Replay one seed (for tests and debugging)."""
-    return run_seed(seed, SimSettings(nodes=nodes, byzantine=byzantine))
+    Console(stderr=True).print(table)

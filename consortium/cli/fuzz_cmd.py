@@ -1,0 +1,107 @@
+"""`consortium fuzz`: hostile input from a compromised node's and a client's broker logins."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from consortium.chaos.network import fresh_network
+from consortium.cli.common import config_option, json_option, load, print_json
+from consortium.config import NetworkConfig
+from consortium.fuzz.runner import FuzzReport, FuzzSettings, run_fuzz
+from consortium.keys import KeyDirectory
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _run(config: NetworkConfig, keys: KeyDirectory, settings: FuzzSettings) -> FuzzReport:
+    return asyncio.run(run_fuzz(config, keys, settings, progress=lambda m: err.print(m)))
+
+
+def _summary(report: FuzzReport) -> str:
+    before = sum(v or 0 for v in report.rss_before_kib.values()) // 1024
+    after = sum(v or 0 for v in report.rss_after_kib.values()) // 1024
+    return (
+        f"seed {report.seed}: sent {sum(report.sent.values())} hostile messages as {report.victim},"
+        f" nodes rejected {sum(report.rejected.values())}; {report.committed_during} acknowledged"
+        f" while fuzzing; {report.rule_breakers_failed} rule breakers failed as they should;"
+        f" node memory {before} MiB -> {after} MiB"
+    )
+
+
+@click.command()
+@click.option(
+    "--duration",
+    "duration_s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(2, 3600),
+    help="Seconds of hostile input.",
+)
+@click.option("--seed", default=None, type=click.IntRange(0, 2**63 - 1), help="Replay this seed.")
+@click.option("--victim", default=None, help="The compromised node (default: the primary).")
+@click.option(
+    "--rate",
+    default=150.0,
+    show_default=True,
+    type=click.FloatRange(1, 10_000),
+    help="Hostile consensus messages per second.",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Run against a new network of its own on a free port (ignores --config).",
+)
+@click.option(
+    "--light", is_flag=True, help="Leave out the megabyte arrays that take long to decode."
+)
+@json_option
+@config_option
+def fuzz(
+    duration_s: float,
+    seed: int | None,
+    victim: str | None,
+    rate: float,
+    fresh: bool,
+    light: bool,
+    as_json: bool,
+    config_path: str,
+) -> None:
+    """Publish garbage, truncated and oversized msgpack, forged, replayed and wrongly signed
+    consensus messages, wrong views and sequences, a digest that does not match its block, an
+    enormous view change, and forged, replayed and rule-breaking transactions, while a workload
+    keeps committing. Exits 1 unless the network kept committing, counted the rejects, gave the
+    rule breakers failed receipts and changed no other state."""
+    chosen = seed if seed is not None else secrets.randbelow(2**31)
+    settings = FuzzSettings(
+        duration_s=duration_s, seed=chosen, victim=victim, consensus_rate=rate, heavy=not light
+    )
+    kept: Path | None = None
+    if fresh:
+        directory = Path(tempfile.mkdtemp(prefix="consortium-fuzz-"))
+        with fresh_network(directory) as net:
+            report = _run(net.config, net.keys, settings)
+        if report.ok:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            kept = directory
+    else:
+        config, keys = load(config_path)
+        report = _run(config, keys, settings)
+    if as_json:
+        print_json(report.as_json())
+    err.print(_summary(report))
+    for problem in report.problems:
+        err.print(f"  {problem}")
+    if kept is not None:
+        err.print(f"the network's stores and logs are kept in {kept}")
+    if not report.ok:
+        raise click.ClickException(
+            f"fuzz check failed (replay: consortium fuzz --seed {report.seed})"
+        )

@@ -1,0 +1,44 @@
+"""Decode-and-verify memo: every distinct message is decoded and every signature checked once.
+
+A replica sees the same bytes many times (duplicates, retransmissions, votes quoted again inside
+VIEW-CHANGE and NEW-VIEW). Both functions are pure, so one cache may be shared by several
+replicas in one process, as the simulator does.
+"""
+
+from __future__ import annotations
+
+from consortium.crypto import verify
+from consortium.pbft.messages import Signed
+
+_DECODE_LIMIT = 50_000
+_VERIFY_LIMIT = 200_000
+
+
+class WireCache:
+    def __init__(self) -> None:
+        self._decoded: dict[bytes, Signed] = {}
+        self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self.verifications = 0
+
+    def decode(self, data: bytes) -> Signed:
+        """`Signed.decode` with a memo; raises `CodecError` for bad bytes (never cached)."""
+        found = self._decoded.get(data)
+        if found is not None:
+            return found
+        signed = Signed.decode(data)
+        if len(self._decoded) >= _DECODE_LIMIT:
+            self._decoded.clear()
+        self._decoded[data] = signed
+        return signed
+
+    def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
+        key = (public_key, signature, payload)
+        found = self._verified.get(key)
+        if found is not None:
+            return found
+        self.verifications += 1
+        ok = verify(public_key, payload, signature)
+        if len(self._verified) >= _VERIFY_LIMIT:
+            self._verified.clear()
+        self._verified[key] = ok
+        return ok
