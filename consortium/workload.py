@@ -155,4 +155,3 @@ def build_workload(
     random.Random(block_txs).shuffle(steps)
     measured = [wallets[sender].sign(op, args) for sender, op, args in steps]
     return Workload(setup, measured, len({s for s, _, _ in steps}))
-

@@ -11,8 +11,10 @@ from consortium.errors import CodecError
 scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary()
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=5).map(tuple)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5).map(tuple)
+        | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

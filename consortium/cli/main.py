@@ -25,5 +25,21 @@ def cli() -> None:
     """A consortium blockchain of banks, enterprises, agencies and a regulator, on PBFT over MQTT."""
 
 
-for command in (keys, ledger, node, up, down, status, logs, tx, bench, broker, fault, scenario, audit, demo, sim):
+for command in (
+    keys,
+    ledger,
+    node,
+    up,
+    down,
+    status,
+    logs,
+    tx,
+    bench,
+    broker,
+    fault,
+    scenario,
+    audit,
+    demo,
+    sim,
+):
     cli.add_command(command)

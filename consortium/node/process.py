@@ -179,8 +179,7 @@ class Node:
         if len(raws) > MAX_REQUESTS_PER_MESSAGE:
             self.rejects.add("oversized_request_batch")
             return
-        now = self.now_ms()
-        combined = Actions()
+        admitted = []
         for raw in raws:
             if not isinstance(raw, bytes):
                 self.rejects.add("malformed_request")
@@ -190,8 +189,9 @@ class Node:
             except InvalidRequest:
                 self.rejects.add("invalid_transaction")
                 continue
-            combined.extend(self.replica.submit(raw, now))
-        self.carry_out(combined)
+            admitted.append(raw)
+        if admitted:
+            self.carry_out(self.replica.submit_many(admitted, self.now_ms(), forward=False))
 
     # -- status -------------------------------------------------------------------------
 

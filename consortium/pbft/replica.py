@@ -16,7 +16,7 @@ it, filling everything else with empty (null) blocks without ever dropping a com
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from consortium import codec
@@ -182,13 +182,22 @@ class Replica:
         return self._finish()
 
     def submit(self, request: bytes, now: int) -> Actions:
-        """A client request handed to this replica."""
+        """A client request handed to this replica (forwarded to the primary if we are not it)."""
+        return self.submit_many((request,), now, forward=True)
+
+    def submit_many(self, requests: Sequence[bytes], now: int, forward: bool) -> Actions:
+        """Client requests handed over together. Without `forward` the caller promises that
+        every replica receives them directly (clients broadcast on the bus), so forwarding them to
+        the primary would only multiply the traffic; clients still retransmit on timeout."""
         self._begin(now)
-        try:
-            if self._add_request(request, forward=True):
-                self._maybe_propose()
-        except RemoteError:
-            self.counters["invalid_request"] += 1
+        added = False
+        for request in requests:
+            try:
+                added |= self._add_request(request, forward=forward)
+            except RemoteError:
+                self.counters["invalid_request"] += 1
+        if added:
+            self._maybe_propose()
         return self._finish()
 
     def timer(self, name: str, now: int) -> Actions:
