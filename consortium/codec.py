@@ -15,7 +15,7 @@ import msgpack
 
 from consortium.errors import CodecError
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
 
 

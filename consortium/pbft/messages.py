@@ -17,7 +17,7 @@ from consortium.certificate import CommitCertificate, commit_statement
 from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES, KeyPair
 from consortium.errors import CodecError
 
-MAX_PBFT_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_PBFT_MESSAGE_BYTES = codec.MAX_MESSAGE_BYTES
 MAX_FETCH_BLOCKS = 16
 MAX_FORWARDED_REQUESTS = 4096
 
