@@ -556,16 +556,17 @@ def stop_running_broker(config: NetworkConfig, *, timeout_s: float = 5.0) -> boo
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _process_exists(pid) and time.monotonic() < deadline:
+    while process_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _process_exists(pid):
+    if process_exists(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _remove_pid_file(pid_path, pid)
     return True
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -106,21 +106,6 @@ def signal_node(config: NetworkConfig, node_id: str, sig: signal.Signals) -> boo
     return True
 
 
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still "exists" until reaped; treat it as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def stop_node(
     config: NetworkConfig, node_id: str, timeout_s: float = 10.0, kill: bool = False
 ) -> bool:
@@ -130,7 +115,7 @@ def stop_node(
         return False
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _exists(pid):
+    while broker.process_exists(pid):
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

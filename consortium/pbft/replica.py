@@ -212,7 +212,11 @@ class Replica:
         elif name == BATCH_TIMER:
             self._maybe_propose(force=True)
         elif name == PROGRESS_TIMER:
-            if not self.changing and self.pending:
+            if self.primary == self.node_id:
+                # A primary does not suspect itself: when it is slow or cut off, the backups
+                # time out and it follows their view change. Keep watching for stale requests.
+                self._arm_progress()
+            elif not self.changing and self.pending:
                 self.stats["view_change_timeouts"] += 1
                 self._start_view_change(self.view + 1)
         elif name == VIEW_CHANGE_TIMER:
@@ -555,6 +559,9 @@ class Replica:
                 self._want_blocks_up_to(seq)
                 return
             assert slot is not None
+            # The ids of the block being executed, whichever path filled the slot (a proof
+            # restored from disk carries the block but not its ids).
+            ids = slot.request_ids or tuple(self.app.request_ids(slot.block))
             if slot.validated and slot.preprepare is not None:
                 self.app.commit(seq, slot.block, cert)
             else:
@@ -564,7 +571,7 @@ class Replica:
                     self.counters["invalid_block"] += 1
                     return
                 self._speculation_dropped()
-            self._executed(seq, slot.block, cert, slot.request_ids)
+            self._executed(seq, slot.block, cert, ids)
 
     def _speculation_dropped(self) -> None:
         self.validated_upto = self.executed
@@ -1024,6 +1031,7 @@ class Replica:
                     slot.proof = proof
                     if slot.block == b"":
                         slot.digest, slot.block = pp.digest, pp.block
+                        slot.request_ids = tuple(self.app.request_ids(pp.block))
                     slot.prepared = (
                         slot.preprepare is not None
                         and pp.view == self.view
