@@ -17,6 +17,7 @@ from consortium.errors import CodecError
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
+MAX_ITEMS = 20_000
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -120,8 +121,16 @@ def _check_depth(value: Any, limit: int) -> None:
             raise CodecError("floats are not allowed")
 
 
-def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX_DEPTH) -> Any:
-    """Decode one canonical value. Arrays come back as tuples, maps as dicts with str keys."""
+def decode(
+    data: bytes,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_items: int = MAX_ITEMS,
+) -> Any:
+    """Decode one canonical value. Arrays come back as tuples, maps as dicts with str keys.
+
+    `max_items` caps every array and map, checked by msgpack as it reads each header: a message
+    of millions of tiny items is refused before it costs any time."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
@@ -136,6 +145,8 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX
             strict_map_key=True,
             object_pairs_hook=_sorted_map,
             ext_hook=_refuse_ext,
+            max_array_len=max_items,
+            max_map_len=max_items,
         )
     except CodecError:
         raise

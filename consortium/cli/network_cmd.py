@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -52,7 +53,17 @@ def node_run(node_id: str, config_path: str, broker_url: str | None) -> None:
         level=logging.INFO, format=f"%(asctime)s {node_id} %(levelname)s %(message)s"
     )
     login = broker.broker_login(config, broker.node_username(node_id), broker_url)
-    asyncio.run(Node(config, keys, node_id, login).run())
+    node_main = Node(config, keys, node_id, login).run
+    profile_dir = os.environ.get("CONSORTIUM_PROFILE")
+    if profile_dir:
+        # Where a node spends its time under load: `python -m pstats DIR/ID.prof`.
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            asyncio.run(node_main())
+        profiler.dump_stats(os.path.join(profile_dir, f"{node_id}.prof"))
+    else:
+        asyncio.run(node_main())
 
 
 def _rows(

@@ -95,7 +95,14 @@ class LedgerApp:
 
     def validate(self, height: int, view: int, proposer: str, block: bytes) -> bytes:
         header, raws = self._split(block)
-        if header.height != height or header.view != view or header.proposer != proposer:
+        # A new primary re-issues a block prepared in an earlier view unchanged, so the header
+        # may name an earlier view and that view's primary; a block of this view must be ours.
+        reissued = header.view < view
+        if (
+            header.height != height
+            or header.view > view
+            or (not reissued and header.proposer != proposer)
+        ):
             raise InvalidBlock(
                 f"block says height {header.height} view {header.view} by {header.proposer},"
                 f" expected height {height} view {view} by {proposer}"

@@ -172,7 +172,9 @@ class Node:
     def _on_requests(self, payload: bytes) -> None:
         """A client's batch of signed transactions: admit each, then hand it to the replica."""
         try:
-            raws = codec.expect_type(codec.decode(payload), tuple, "request batch")
+            raws = codec.expect_type(
+                codec.decode(payload, max_items=MAX_REQUESTS_PER_MESSAGE), tuple, "request batch"
+            )
         except RemoteError:
             self.rejects.add("malformed_request")
             return

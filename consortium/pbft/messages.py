@@ -18,6 +18,7 @@ from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES, KeyPair
 from consortium.errors import CodecError
 
 MAX_PBFT_MESSAGE_BYTES = codec.MAX_MESSAGE_BYTES
+MAX_PBFT_ITEMS = 4096
 MAX_FETCH_BLOCKS = 16
 MAX_FORWARDED_REQUESTS = 4096
 
@@ -356,7 +357,9 @@ class Signed:
 
     @staticmethod
     def decode(data: bytes) -> Signed:
-        return Signed.from_wire(codec.decode(data, max_bytes=MAX_PBFT_MESSAGE_BYTES))
+        return Signed.from_wire(
+            codec.decode(data, max_bytes=MAX_PBFT_MESSAGE_BYTES, max_items=MAX_PBFT_ITEMS)
+        )
 
 
 def sign(key: KeyPair, chain_id: str, sender: str, body: Message) -> Signed:

@@ -12,12 +12,17 @@ from consortium.pbft.messages import Signed
 
 _DECODE_LIMIT = 50_000
 _VERIFY_LIMIT = 200_000
+# Both memos also stop at this many bytes of messages, so that a peer flooding distinct large
+# messages (signed or not) cannot make a replica hold more than this in memory.
+_BYTES_LIMIT = 64 * 1024 * 1024
 
 
 class WireCache:
     def __init__(self) -> None:
         self._decoded: dict[bytes, Signed] = {}
+        self._decoded_bytes = 0
         self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._verified_bytes = 0
         self.verifications = 0
 
     def decode(self, data: bytes) -> Signed:
@@ -26,9 +31,11 @@ class WireCache:
         if found is not None:
             return found
         signed = Signed.decode(data)
-        if len(self._decoded) >= _DECODE_LIMIT:
+        if len(self._decoded) >= _DECODE_LIMIT or self._decoded_bytes + len(data) > _BYTES_LIMIT:
             self._decoded.clear()
+            self._decoded_bytes = 0
         self._decoded[data] = signed
+        self._decoded_bytes += len(data)
         return signed
 
     def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
@@ -38,7 +45,12 @@ class WireCache:
             return found
         self.verifications += 1
         ok = verify(public_key, payload, signature)
-        if len(self._verified) >= _VERIFY_LIMIT:
+        if (
+            len(self._verified) >= _VERIFY_LIMIT
+            or self._verified_bytes + len(payload) > _BYTES_LIMIT
+        ):
             self._verified.clear()
+            self._verified_bytes = 0
         self._verified[key] = ok
+        self._verified_bytes += len(payload)
         return ok
