@@ -1,13 +1,17 @@
 """Contracts throughput: a mixed workload of valid transactions executed on one core.
 
-Each cycle of seven transactions is a supplier's whole financing: draft, confirm (the debtor's
-ed25519 confirmation is verified, it is part of the contract), split in two, pledge one part,
-borrow against it, repay in two instalments. Transactions run as the ledger runs them: one
-overlay per transaction over one per block, merged on success, and each block's writes applied
-to the real `State` (whose root hashing is timed separately). Transaction signatures are the
-ledger's job and are not part of this; the confirmations are signed before the clock starts.
+The default workload, `financing`, is the hot path: each cycle of seven transactions is a
+supplier's whole financing: draft, confirm (the debtor's ed25519 confirmation is verified, it is
+part of the contract), split in two, pledge one part, borrow against it, repay in two
+instalments. `goods` cycles a warehouse receipt through issue, pledge, lend, and two rounds of
+repay, release and outbound; `tranches` opens a three-tranche credit line and repays each
+tranche, which pays out the next by itself. Transactions run as the ledger runs them: one overlay
+per transaction over one per block, merged on success, and each block's writes applied to the
+real `State` (whose root hashing is timed separately). Transaction signatures are the ledger's
+job and are not part of this; the confirmations are signed before the clock starts.
 
     .venv/bin/python benchmarks/contracts_bench.py [--transactions 20000] [--block 2000]
+        [--workload financing|goods|tranches]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from consortium.ledger.state import Overlay, State
 SUPPLIERS = [f"supplier-{i:02d}" for i in range(40)]
 BANKS = ["bank-a", "bank-b"]
 CORES = ["core-a", "core-b"]
+WAREHOUSE = "warehouse-a"
 CYCLE = 7
 
 Tx = tuple[str, bytes, str, dict[str, Any]]
@@ -45,7 +50,8 @@ def genesis() -> State:
     raw = {
         "chain_id": "bench",
         "nodes": nodes,
-        "members": [{"id": s, "role": "supplier"} for s in SUPPLIERS],
+        "members": [{"id": s, "role": "supplier"} for s in SUPPLIERS]
+        + [{"id": WAREHOUSE, "role": "warehouse"}],
         "genesis": {
             "balances": {m: 10**13 for m in BANKS + CORES + SUPPLIERS},
             "credit_lines": {c: 10**14 for c in CORES},
@@ -119,6 +125,64 @@ def workload(count: int) -> list[Tx]:
     return txs[:count]
 
 
+def goods_workload(count: int) -> list[Tx]:
+    """Nine transactions a cycle: a receipt pledged, lent on, released and shipped in halves."""
+    txs: list[Tx] = []
+    for cycle in range(-(-count // 9)):
+        owner = SUPPLIERS[cycle % len(SUPPLIERS)]
+        bank = BANKS[cycle % len(BANKS)]
+        ids = [hashlib.sha256(b"bench-goods/%d/%d" % (cycle, i)).digest() for i in range(9)]
+        receipt = "whr-" + ids[0].hex()[:16]
+        loan = "loan-" + ids[2].hex()[:16]
+        half = {"receipt": receipt, "quantity": 500}
+        issue = {
+            "owner": owner,
+            "lot": f"lot-{cycle}",
+            "commodity": "copper",
+            "quantity": 1_000,
+            "grade": "A",
+            "inspection": ids[0],
+        }
+        lend = {"receipt": receipt, "principal": 90_000, "amount_due": 100_000, "due_day": 90}
+        txs += [
+            (WAREHOUSE, ids[0], "warehouse.issue", issue),
+            (owner, ids[1], "warehouse.pledge", {"receipt": receipt, "bank": bank}),
+            (bank, ids[2], "warehouse.lend", lend),
+            (owner, ids[3], "loan.repay", {"loan": loan, "amount": 50_000}),
+            (bank, ids[4], "warehouse.release", half),
+            (WAREHOUSE, ids[5], "warehouse.outbound", half),
+            (owner, ids[6], "loan.repay", {"loan": loan, "amount": 50_000}),
+            (bank, ids[7], "warehouse.release", half),
+            (WAREHOUSE, ids[8], "warehouse.outbound", half),
+        ]
+    return txs[:count]
+
+
+def tranches_workload(count: int) -> list[Tx]:
+    """Four transactions a cycle: a line opened, and each of its three tranches repaid."""
+    txs: list[Tx] = []
+    for cycle in range(-(-count // 4)):
+        borrower = SUPPLIERS[cycle % len(SUPPLIERS)]
+        bank = BANKS[cycle % len(BANKS)]
+        ids = [hashlib.sha256(b"bench-line/%d/%d" % (cycle, i)).digest() for i in range(4)]
+        line = ids[0].hex()[:16]
+        terms = {
+            "borrower": borrower,
+            "amounts": (50_000, 60_000, 70_000),
+            "due_days": (30, 30, 30),
+            "threshold": 0,
+            "rate_bp": 0,
+        }
+        txs.append((bank, ids[0], "creditline.open", terms))
+        for index, amount in enumerate(terms["amounts"]):
+            repay = {"loan": f"loan-{line}-{index}", "amount": amount}
+            txs.append((borrower, ids[index + 1], "loan.repay", repay))
+    return txs[:count]
+
+
+WORKLOADS = {"financing": workload, "goods": goods_workload, "tranches": tranches_workload}
+
+
 def run(txs: list[Tx], block_size: int) -> None:
     state = genesis()
     execute = contracts.execute
@@ -160,8 +224,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=20_000)
     parser.add_argument("--block", type=int, default=2_000)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="financing")
     args = parser.parse_args()
-    run(workload(args.transactions), args.block)
+    run(WORKLOADS[args.workload](args.transactions), args.block)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgpack
 
-from consortium.errors import CodecError
+from consortium.errors import CodecError, CodecLimitError
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 MAX_DEPTH = 32
@@ -134,7 +134,7 @@ def decode(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
-        raise CodecError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+        raise CodecLimitError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
     if len(data) == 0:
         raise CodecError("empty message")
     try:
@@ -150,6 +150,10 @@ def decode(
         )
     except CodecError:
         raise
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):
+            raise CodecLimitError(f"more than {max_items} items: {exc}") from None
+        raise CodecError(f"not msgpack: ValueError: {exc}") from None
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise CodecError(f"not msgpack: {type(exc).__name__}: {exc}") from None
     _check_depth(value, max_depth)

@@ -13,6 +13,10 @@ class CodecError(RemoteError):
     """Bytes that are not one canonical, well-typed, size-limited msgpack value."""
 
 
+class CodecLimitError(CodecError):
+    """Bytes refused for their size alone: too long, or an array or map with too many items."""
+
+
 class SignatureError(RemoteError):
     """A signature does not verify under the claimed key."""
 

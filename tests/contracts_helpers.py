@@ -83,6 +83,7 @@ class Network:
     height: int = 0
     tx_counter: int = 0
     receipts: list[tuple[str, str, Receipt]] = field(default_factory=list)
+    history: list[list[tuple[str, str, dict[str, Any]]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for m in self.config.members:
@@ -97,6 +98,7 @@ class Network:
     def block(self, txs: list[tuple[str, str, dict[str, Any]]]) -> list[Receipt]:
         """Execute `txs` (sender, op, args) in one block, in order, and commit the block."""
         self.height += 1
+        self.history.append(list(txs))
         block_view = Overlay(self.state)
         receipts = []
         for index, (sender, op, args) in enumerate(txs):
@@ -229,9 +231,101 @@ def assigned_task(net: Network, loan: str, winner: str = "agency", rate_bp: int 
     return task
 
 
+def replayed(history: list[list[tuple[str, str, dict[str, Any]]]]) -> Network:
+    """A fresh network that ran the same blocks: the same history must give the same state."""
+    net = Network()
+    for txs in history:
+        net.block(txs)
+    return net
+
+
 def recomputed_root(state: State) -> bytes:
     """The root of a fresh state with the same entries: differs from `state.root` if a stored
     value was changed in place behind the accumulator's back."""
     fresh = State()
     fresh.apply(dict(state.items()))
     return fresh.root
+
+
+# Warehouse and credit-line flows ----------------------------------------------------------------
+
+
+def inspection_hash(label: str) -> bytes:
+    return sha256(b"inspection documents/" + label.encode())
+
+
+def issued_receipt(
+    net: Network,
+    owner: str = "supplier-a",
+    quantity: int = 1_000,
+    lot: str = "lot-1",
+    warehouse: str = "warehouse-1",
+) -> str:
+    return net.run(
+        warehouse,
+        "warehouse.issue",
+        owner=owner,
+        lot=lot,
+        commodity="copper cathode",
+        quantity=quantity,
+        grade="A",
+        inspection=inspection_hash(f"{warehouse}/{lot}"),
+    )["receipt"]
+
+
+def receipt_loan(
+    net: Network,
+    owner: str = "supplier-a",
+    bank: str = "bank-a",
+    quantity: int = 1_000,
+    principal: int = 400_000,
+    amount_due: int = 400_000,
+    due_day: int = 60,
+    lot: str = "lot-1",
+) -> tuple[str, str]:
+    """A receipt issued to `owner`, pledged to `bank`, and a loan against it: (receipt, loan)."""
+    receipt = issued_receipt(net, owner, quantity, lot)
+    net.run(owner, "warehouse.pledge", receipt=receipt, bank=bank)
+    loan = net.run(
+        bank,
+        "warehouse.lend",
+        receipt=receipt,
+        principal=principal,
+        amount_due=amount_due,
+        due_day=due_day,
+    )["loan"]
+    return receipt, loan
+
+
+def consent(
+    net: Network, receipt_id: str, signer: str | KeyPair, **changes: Any
+) -> tuple[dict[str, Any], bytes]:
+    """New terms of a receipt (its current ones with `changes`) and `signer`'s signature over
+    them at the receipt's current version."""
+    receipt = net.get("whr/" + receipt_id)
+    terms = {k: receipt[k] for k in ("commodity", "quantity", "grade", "inspection")} | changes
+    key = net.keys[signer] if isinstance(signer, str) else signer
+    statement = contracts.amendment_statement(receipt_id, receipt["version"], **terms)
+    return terms, key.sign(statement)
+
+
+def open_line(
+    net: Network,
+    borrower: str = "supplier-a",
+    bank: str = "bank-a",
+    amounts: tuple[int, ...] = (100_000, 200_000, 300_000),
+    due_days: tuple[int, ...] = (30, 30, 30),
+    threshold: int = 500,
+    rate_bp: int = 0,
+) -> dict[str, Any]:
+    result = net.run(
+        bank,
+        "creditline.open",
+        borrower=borrower,
+        amounts=amounts,
+        due_days=due_days,
+        threshold=threshold,
+        rate_bp=rate_bp,
+    )
+    assert result is not None
+    return result

@@ -21,8 +21,11 @@ from tests.contracts_helpers import (
     GENESIS_TOTAL,
     Network,
     assigned_task,
+    issued_receipt,
     make_config,
+    open_line,
     overdue_loan,
+    receipt_loan,
 )
 
 
@@ -133,6 +136,48 @@ WRONG_ROLE = [
     ("supplier-a", "collection.reveal", {"task": "task-1", "rate_bp": 5, "salt": b"s" * 16}),
     ("agency", "collection.grant_data", {"task": "task-1", "ciphertexts": {"agency": b"x"}}),
     ("agency", "collection.settle", {"task": "task-1"}),
+    (
+        "bank-a",
+        "warehouse.issue",
+        {
+            "owner": "supplier-a",
+            "lot": "lot-1",
+            "commodity": "rice",
+            "quantity": 1,
+            "grade": "A",
+            "inspection": b"i" * 32,
+        },
+    ),
+    (
+        "supplier-a",
+        "warehouse.amend",
+        {
+            "receipt": "whr-1",
+            "commodity": "rice",
+            "quantity": 1,
+            "grade": "A",
+            "inspection": b"i" * 32,
+            "consent": b"s" * 64,
+        },
+    ),
+    (
+        "supplier-a",
+        "warehouse.lend",
+        {"receipt": "whr-1", "principal": 1, "amount_due": 1, "due_day": 9},
+    ),
+    ("bank-a", "warehouse.outbound", {"receipt": "whr-1", "quantity": 1}),
+    ("warehouse-1", "warehouse.liquidate", {"receipt": "whr-1", "proceeds": 1}),
+    (
+        "supplier-a",
+        "creditline.open",
+        {
+            "borrower": "supplier-a",
+            "amounts": (1,),
+            "due_days": (1,),
+            "threshold": 0,
+            "rate_bp": 0,
+        },
+    ),
 ]
 
 
@@ -146,7 +191,7 @@ def test_each_role_checked_operation_refuses_other_roles(
 def test_every_operation_is_reachable_and_documented() -> None:
     assert set(contracts.PARAMETERS) == contracts.OPERATIONS
     assert all(name.count(".") == 1 for name in contracts.OPERATIONS)
-    assert len(contracts.OPERATIONS) == 25
+    assert len(contracts.OPERATIONS) == 33
 
 
 # Genesis and registry ------------------------------------------------------------------------
@@ -688,7 +733,13 @@ def test_audit_shows_exposure_and_overdue_tiers(net: Network) -> None:
         "ACTIVE": {"count": 3, "principal": 1_450, "outstanding": 1_860}
     }
     assert report["receivables"]["by_state"] == {"PLEDGED": {"count": 1, "amount": 1_000}}
-    assert report["open"] == {"receivables": 1, "loans": 3, "tasks": 0}
+    assert report["open"] == {
+        "receivables": 1,
+        "loans": 3,
+        "tasks": 0,
+        "receipts": 0,
+        "tranche_lines": 0,
+    }
     assert report["problems"] == []
     from consortium import codec
 
@@ -717,7 +768,16 @@ codec_values = st.recursive(
     ),
     max_leaves=12,
 )
-SENDERS = ["regulator", "bank-a", "core", "agency", "supplier-a", "warehouse-1", "stranger"]
+SENDERS = [
+    "regulator",
+    "bank-a",
+    "core",
+    "agency",
+    "supplier-a",
+    "supplier-b",
+    "warehouse-1",
+    "stranger",
+]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -752,6 +812,9 @@ def _fuzz_network() -> Network:
     rcv = net.confirmed("supplier-a", 1_000, 500)
     net.run("supplier-a", "receivable.pledge", receivable=rcv, bank="bank-a")
     assigned_task(net, overdue_loan(net))
+    receipt_loan(net, due_day=200)
+    issued_receipt(net, lot="lot-2")
+    open_line(net, borrower="supplier-b", amounts=(1_000, 2_000), due_days=(5, 5))
     return net
 
 

@@ -1,6 +1,9 @@
-"""DOMAIN.md's five demo scenarios, step by step, against the real state with real keys."""
+"""DOMAIN.md's demo scenarios, step by step, against the real state with real keys; and the
+shipped scenario files run against the contracts without a network."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -8,6 +11,10 @@ from consortium import contracts
 from consortium.contracts import audit_report, bid_commitment, commission_ceiling_bp
 from consortium.crypto import KeyPair, seal, sha256
 from consortium.errors import SignatureError
+from consortium.scenarios.changes import record_key
+from consortium.scenarios.expressions import Values, lookup
+from consortium.scenarios.loader import builtin_scenarios
+from consortium.scenarios.model import CheckStep, LetStep, Scenario, TogetherStep, TxStep
 from tests.contracts_helpers import (
     GENESIS_TOTAL,
     SALTS,
@@ -78,7 +85,13 @@ def test_scenario_1_happy_path_multi_tier(net: Network) -> None:
     assert net.get("credit/core")["used"] == 0
 
     report = audit_report(net.state)
-    assert report["open"] == {"receivables": 0, "loans": 0, "tasks": 0}
+    assert report["open"] == {
+        "receivables": 0,
+        "loans": 0,
+        "tasks": 0,
+        "receipts": 0,
+        "tranche_lines": 0,
+    }
     assert report["receivables"]["open_pledges"] == []
     assert report["exposure"] == {}
     assert report["problems"] == []
@@ -531,3 +544,99 @@ def test_scenario_5_freeze_blocks_every_action_until_unfreeze(net: Network) -> N
     net.run("agency-3", "collection.bid", task=task, commitment=commitment)
     net.reject("not frozen", "regulator", "member.unfreeze", member="agency-3")
     assert audit_report(net.state)["frozen"] == []
+
+
+# The shipped YAML scenarios, run in order on one chain against the contracts alone --------------
+
+
+class _InProcess:
+    """Runs scenario files as the live runner does, minus the network: each transaction is a
+    block of its own (a `together` step one block), values resolve between steps, and every
+    expectation and check is judged the same way."""
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def helper(self, name: str, fields: dict[str, Any]) -> Any:
+        def signer(value: Any) -> KeyPair:
+            return value if isinstance(value, KeyPair) else self.net.keys[value]
+
+        if name == "confirmation":
+            statement = contracts.confirmation_statement(
+                fields["receivable"], fields["debtor"], fields["amount"], fields["due_day"]
+            )
+            return signer(fields["signed_by"]).sign(statement)
+        if name == "bid_commitment":
+            return bid_commitment(
+                fields["task"], fields["agency"], fields["rate_bp"], fields["salt"]
+            )
+        if name == "contact_commitment":
+            return contracts.contact_commitment(fields["data"].encode())
+        if name == "sealed":
+            data = fields["data"].encode()
+            return {m: seal(self.net.keys[m].public_key, data) for m in sorted(fields["to"])}
+        if name == "salt":
+            self.net.tx_counter += 1
+            return sha256(b"salt %d" % self.net.tx_counter)[:16]
+        assert name == "keypair"
+        self.net.tx_counter += 1
+        return KeyPair(sha256(b"keypair %d" % self.net.tx_counter))
+
+    def run(self, scenario: Scenario) -> None:
+        values = Values("a1b2c3", contracts.business_day(self.net.state), self.helper)
+        start_balances = {k[4:]: self.net.get(k) for k in self.net.state.keys_with_prefix("bal/")}
+        start_open = audit_report(self.net.state)["open"]
+        for step in scenario.steps:
+            if isinstance(step, LetStep):
+                for name, value in step.bindings.items():
+                    values.variables[name] = values.resolve(value, step.where)
+            elif isinstance(step, TxStep | TogetherStep):
+                steps = [step] if isinstance(step, TxStep) else list(step.steps)
+                txs = [
+                    (values.resolve(s.actor, s.where), s.op, values.resolve(s.args, s.where))
+                    for s in steps
+                ]
+                for s, receipt in zip(steps, self.net.block(txs), strict=True):
+                    where = f"{scenario.name}: {s.name}"
+                    assert s.expect.met_by(receipt.ok, receipt.reason), (where, receipt.reason)
+                    values.today = contracts.business_day(self.net.state)
+                    for name, wanted in values.resolve(s.result, s.where).items():
+                        assert (receipt.result or {}).get(name) == wanted, (where, name)
+                    for name, path in s.save.items():
+                        values.variables[name] = lookup(receipt.result, path, where)
+            else:
+                self.check(step, values.resolve(step.spec, step.where), start_balances, start_open)
+
+    def check(
+        self, step: CheckStep, spec: dict[str, Any], balances: dict[str, int], start_open: Any
+    ) -> None:
+        if step.kind == "records":
+            for wanted in spec["records"]:
+                record = self.net.get(record_key(wanted["id"]) or "")
+                assert record is not None, (step.name, wanted["id"])
+                shown = {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
+                assert {k: shown.get(k) for k in wanted if k != "id"} == {
+                    k: v for k, v in wanted.items() if k != "id"
+                }, step.name
+        elif step.kind == "balances":
+            for member, change in spec["changes"].items():
+                assert self.net.balance(member) - balances.get(member, 0) == change, step.name
+        elif step.kind == "audit":
+            report = audit_report(self.net.state)
+            assert report["problems"] == [], step.name
+            if spec.get("open_unchanged"):
+                assert report["open"] == start_open, step.name
+
+
+def test_the_shipped_scenario_files_hold_against_the_contracts() -> None:
+    net = Network()
+    runner = _InProcess(net)
+    scenarios = builtin_scenarios()
+    assert {"warehouse-receipt-loan", "tranche-credit-line"} <= {s.name for s in scenarios}
+    for scenario in scenarios:
+        runner.run(scenario)
+    report = audit_report(net.state)
+    assert report["warehouse_receipts"]["liquidated"][0]["liquidated"] == 500
+    (line,) = report["tranche_lines"]
+    assert [t["state"] for t in line["tranches"]] == ["RELEASED", "RELEASED", "REFUSED"]
+    assert line["state"] == "BLOCKED" and report["problems"] == []

@@ -4,7 +4,10 @@ After every transaction and every step the machine checks the invariants of DOMA
 conserved, a receivable gets at most one pledge in its life, split children add up, only the
 named debtor's current key confirms, a frozen member changes nothing, a task has at most one
 agency and pays its commission at most once, a failed transaction leaves the state untouched, and
-`execute` raises nothing but `RuleViolation`.
+`execute` raises nothing but `RuleViolation`. Warehouse receipts: one pledge per receipt ever,
+released never above the quantity nor the repaid share, shipped never above released, terms fixed
+once pledged. Credit: every factor only grows, the history replayed gives the same state and
+scores, a tranche is decided once and released only when its conditions held.
 """
 
 from __future__ import annotations
@@ -17,9 +20,26 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from consortium import contracts
-from consortium.contracts import OPERATIONS, PARAMETERS, audit_report, bid_commitment
+from consortium.contracts import (
+    OPERATIONS,
+    PARAMETERS,
+    amendment_statement,
+    audit_report,
+    bid_commitment,
+    credit_report,
+    credit_score,
+)
+from consortium.contracts.scoring import FACTORS, NO_HISTORY
+from consortium.contracts.warehouse import releasable
 from consortium.crypto import KeyPair, seal, sha256
-from tests.contracts_helpers import GENESIS_TOTAL, Network, Receipt, recomputed_root, seeded_key
+from tests.contracts_helpers import (
+    GENESIS_TOTAL,
+    Network,
+    Receipt,
+    recomputed_root,
+    replayed,
+    seeded_key,
+)
 
 MEMBERS = [
     "regulator",
@@ -36,6 +56,8 @@ MEMBERS = [
     "warehouse-1",
 ]
 SUPPLIERS = ["supplier-a", "supplier-b", "supplier-c"]
+WAREHOUSES = ["warehouse-1"]
+LOTS = [f"lot-{n}" for n in range(12)]
 BANKS = ["bank-a", "bank-b"]
 CORES = ["core", "core-2"]
 AGENCIES = ["agency", "agency-2", "agency-3"]
@@ -80,6 +102,11 @@ class ContractsMachine(RuleBasedStateMachine):
         self.first_agency: dict[str, str] = {}
         self.settlements = Counter[str]()
         self.sealed_bids: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.receipt_pledgee: dict[str, str] = {}
+        self.receipt_pledges = Counter[str]()
+        self.receipt_seen: dict[str, dict[str, Any]] = {}
+        self.factors_seen: dict[str, dict[str, int]] = {}
+        self.tranche_seen: dict[tuple[str, int], dict[str, Any]] = {}
 
     # Execution and the per-transaction checks ---------------------------------------------
 
@@ -96,7 +123,38 @@ class ContractsMachine(RuleBasedStateMachine):
         if not any(r.ok for r in receipts):
             assert self.net.state.root == before
         assert recomputed_root(self.net.state) == self.net.state.root
+        if len(txs) == 1:
+            self.check_new_tranches()
         return receipts
+
+    def check_new_tranches(self) -> None:
+        """A tranche released by the transaction just run: the one before it was paid off on
+        time just now, and the borrower's score now (recomputed here) reaches the threshold."""
+        today = self.today()
+        for line_id in self.ids("cline/"):
+            line = self.net.get("cline/" + line_id)
+            for index, tranche in enumerate(line["tranches"]):
+                seen = self.tranche_seen.get((line_id, index))
+                if seen is not None:
+                    if seen["state"] != "PENDING":
+                        assert tranche == seen  # decided once, for good
+                    if seen["state"] == tranche["state"]:
+                        continue
+                self.tranche_seen[(line_id, index)] = tranche
+                if tranche["state"] == "PENDING":
+                    continue
+                assert tranche["day"] == today
+                score = credit_score(self.net.get("cfac/" + line["borrower"]) or NO_HISTORY)
+                assert tranche["score"] == score
+                if tranche["state"] == "RELEASED":
+                    assert score >= line["threshold"]
+                    loan = self.net.get("loan/" + tranche["loan"])
+                    assert loan["line"] == line_id and loan["principal"] == tranche["amount"]
+                    if index > 0:
+                        before = self.net.get("loan/" + line["tranches"][index - 1]["loan"])
+                        assert before["state"] == "REPAID" and before["due_day"] >= today
+                else:
+                    assert line["state"] == "BLOCKED" and tranche["reason"]
 
     def member(self, member_id: str) -> dict[str, Any] | None:
         return self.net.get("member/" + member_id)
@@ -512,6 +570,305 @@ class ContractsMachine(RuleBasedStateMachine):
             assert receipt.result == {"commission": fee}
             assert self.net.balance(task["agency"]) == agency_before + fee
 
+    # Warehouse receipts -----------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        lot=st.sampled_from(LOTS),
+        quantity=st.integers(-1, 5_000),
+        papers=st.integers(0, 15),
+    )
+    def issue_receipt(self, data: st.DataObject, lot: str, quantity: int, papers: int) -> None:
+        sender = data.draw(usually("warehouse-1", SENDERS))
+        owner = data.draw(usually(data.draw(st.sampled_from(SUPPLIERS)), SENDERS))
+        receipt = self.tx(
+            sender,
+            "warehouse.issue",
+            {
+                "owner": owner,
+                "lot": lot,
+                "commodity": "copper",
+                "quantity": quantity,
+                "grade": "A",
+                "inspection": sha256(b"papers %d" % papers),
+            },
+        )
+        if receipt.ok:
+            assert sender in WAREHOUSES and quantity > 0
+            assert self.net.get(f"lot/{sender}/{lot}") == receipt.result["receipt"]
+
+    @having("whr/", "ISSUED")
+    @rule(
+        data=st.data(),
+        signer=usually("owner", ["old", "warehouse", "random"]),
+        stale=usually(0, [1]),
+        quantity=st.integers(1, 5_000),
+    )
+    def amend_receipt(self, data: st.DataObject, signer: str, stale: int, quantity: int) -> None:
+        receipt_id = self.pick(data, "whr/", "ISSUED", "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        owner = r["owner"] if r else "supplier-a"
+        keys = {
+            "owner": self.net.keys.get(owner),
+            "old": (self.old_keys.get(owner) or [None])[-1],
+            "warehouse": self.net.keys["warehouse-1"],
+            "random": KeyPair(sha256(b"nobody")),
+        }
+        key = keys[signer] or keys["random"]
+        version = (r["version"] if r else 0) + stale
+        inspection = r["inspection"] if r else sha256(b"")
+        signature = key.sign(
+            amendment_statement(receipt_id, version, "copper", quantity, "B", inspection)
+        )
+        sender = data.draw(usually(r["warehouse"] if r else "warehouse-1", SENDERS))
+        receipt = self.tx(
+            sender,
+            "warehouse.amend",
+            {
+                "receipt": receipt_id,
+                "commodity": "copper",
+                "quantity": quantity,
+                "grade": "B",
+                "inspection": inspection,
+                "consent": signature,
+            },
+        )
+        if receipt.ok:
+            assert r["state"] == "ISSUED" and stale == 0 and sender == r["warehouse"]
+            assert key.public_key == self.member(owner)["key"]
+            assert self.net.get("whr/" + receipt_id)["quantity"] == quantity
+
+    @having("whr/", "ISSUED")
+    @rule(data=st.data(), same_block_rival=st.booleans())
+    def pledge_receipt(self, data: st.DataObject, same_block_rival: bool) -> None:
+        receipt_id = self.pick(data, "whr/", ("ISSUED", "RELEASED"), "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        sender = data.draw(usually(r["owner"] if r else "supplier-a", SENDERS))
+        bank = data.draw(usually(data.draw(st.sampled_from(BANKS)), SENDERS))
+        txs = [(sender, "warehouse.pledge", {"receipt": receipt_id, "bank": bank})]
+        if same_block_rival:
+            txs.append((sender, "warehouse.pledge", {"receipt": receipt_id, "bank": "bank-b"}))
+        receipts = self.block(txs)
+        succeeded = [a["bank"] for (_, _, a), rc in zip(txs, receipts, strict=True) if rc.ok]
+        assert len(succeeded) <= 1
+        if succeeded:
+            assert r["released"] == 0
+            self.receipt_pledges[receipt_id] += 1
+            assert self.receipt_pledges[receipt_id] == 1
+
+    @having("whr/", "PLEDGED")
+    @rule(
+        data=st.data(),
+        principal=st.integers(0, 900_000),
+        interest=st.integers(-1, 50_000),
+        due=st.integers(-1, 40),
+    )
+    def lend_on_receipt(self, data: st.DataObject, principal: int, interest: int, due: int) -> None:
+        receipt_id = self.pick(data, "whr/", "PLEDGED", "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        sender = data.draw(usually((r or {}).get("pledgee") or "bank-a", SENDERS))
+        receipt = self.tx(
+            sender,
+            "warehouse.lend",
+            {
+                "receipt": receipt_id,
+                "principal": principal,
+                "amount_due": principal + interest,
+                "due_day": self.today() + due,
+            },
+        )
+        if receipt.ok:
+            assert r["loan"] is None and r["pledgee"] == sender and r["released"] == 0
+            assert self.net.get("loan/" + receipt.result["loan"])["receipt"] == receipt_id
+
+    @having("whr/", "ISSUED", "PLEDGED", "RELEASED")
+    @rule(data=st.data(), extra=st.integers(-1, 3))
+    def release_goods(self, data: st.DataObject, extra: int) -> None:
+        receipt_id = self.pick(data, "whr/", ("PLEDGED", "RELEASED", "ISSUED"), "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        allowed = releasable(self.net.state, r) - r["released"] if r else 1
+        quantity = max(1, data.draw(st.integers(0, max(0, allowed))) + max(0, extra - 2))
+        controller = (r["pledgee"] or r["owner"]) if r else "bank-a"
+        sender = data.draw(usually(controller, SENDERS))
+        receipt = self.tx(
+            sender, "warehouse.release", {"receipt": receipt_id, "quantity": quantity}
+        )
+        if receipt.ok:
+            assert sender == controller and quantity <= allowed
+
+    @having("whr/", "RELEASED", "LIQUIDATED")
+    @rule(data=st.data(), extra=st.integers(0, 2))
+    def outbound_goods(self, data: st.DataObject, extra: int) -> None:
+        receipt_id = self.pick(data, "whr/", ("RELEASED", "LIQUIDATED"), "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        waiting = r["released"] - r["shipped"] if r else 0
+        quantity = max(1, data.draw(st.integers(0, waiting)) + extra // 2)
+        sender = data.draw(usually(r["warehouse"] if r else "warehouse-1", SENDERS))
+        receipt = self.tx(
+            sender, "warehouse.outbound", {"receipt": receipt_id, "quantity": quantity}
+        )
+        if receipt.ok:
+            assert sender == r["warehouse"] and quantity <= waiting
+
+    @having("whr/", "PLEDGED", "RELEASED")
+    @rule(data=st.data(), proceeds=st.integers(0, 900_000))
+    def liquidate_receipt(self, data: st.DataObject, proceeds: int) -> None:
+        receipt_id = self.pick(data, "whr/", ("PLEDGED", "RELEASED"), "receipt")
+        r = self.net.get("whr/" + receipt_id)
+        loan = self.net.get("loan/" + r["loan"]) if r and r["loan"] else None
+        sender = data.draw(usually((r or {}).get("pledgee") or "bank-a", SENDERS))
+        receipt = self.tx(
+            sender, "warehouse.liquidate", {"receipt": receipt_id, "proceeds": proceeds}
+        )
+        if receipt.ok:
+            assert loan is not None and loan["state"] in ("OVERDUE", "COLLECTION")
+            assert receipt.result["liquidated"] == r["quantity"] - r["released"]
+            owed = loan["amount_due"] - loan["repaid"]
+            assert receipt.result["applied"] == min(proceeds, owed)
+
+    # Credit lines -----------------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        amounts=st.lists(st.integers(0, 300_000), min_size=0, max_size=4),
+        due=st.integers(0, 30),
+        threshold=st.integers(300, 700),
+    )
+    def open_credit_line(
+        self, data: st.DataObject, amounts: list[int], due: int, threshold: int
+    ) -> None:
+        sender = data.draw(usually(data.draw(st.sampled_from(BANKS)), SENDERS))
+        borrower = data.draw(usually(data.draw(st.sampled_from(SUPPLIERS)), SENDERS))
+        score = credit_report(self.net.state, borrower)["score"]
+        receipt = self.tx(
+            sender,
+            "creditline.open",
+            {
+                "borrower": borrower,
+                "amounts": tuple(amounts),
+                "due_days": tuple([due] * len(amounts)),
+                "threshold": threshold,
+                "rate_bp": data.draw(st.sampled_from([0, 300])),
+            },
+        )
+        if receipt.ok:
+            assert score >= threshold and all(amounts) and due > 0
+            assert receipt.result["score"] == score
+
+    @rule(
+        data=st.data(),
+        quantity=st.integers(1, 3_000),
+        repaid=st.integers(0, 4),
+        late=st.booleans(),
+    )
+    def finance_goods(self, data: st.DataObject, quantity: int, repaid: int, late: bool) -> None:
+        """Issue, pledge, lend, repay a share, release it, ship it; or default and liquidate."""
+        owner = data.draw(st.sampled_from(SUPPLIERS))
+        bank = data.draw(st.sampled_from(BANKS))
+        self.key_counter += 1
+        receipt = self.tx(
+            "warehouse-1",
+            "warehouse.issue",
+            {
+                "owner": owner,
+                "lot": f"flow-{self.key_counter}",
+                "commodity": "rice",
+                "quantity": quantity,
+                "grade": "1",
+                "inspection": sha256(b"flow %d" % self.key_counter),
+            },
+        )
+        if not receipt.ok:
+            return
+        receipt_id = receipt.result["receipt"]
+        if not self.tx(owner, "warehouse.pledge", {"receipt": receipt_id, "bank": bank}).ok:
+            return
+        self.receipt_pledges[receipt_id] += 1
+        receipt = self.tx(
+            bank,
+            "warehouse.lend",
+            {
+                "receipt": receipt_id,
+                "principal": 40_000,
+                "amount_due": 44_000,
+                "due_day": self.today() + 10,
+            },
+        )
+        if not receipt.ok:
+            return
+        loan_id = receipt.result["loan"]
+        if repaid:
+            self.tx(owner, "loan.repay", {"loan": loan_id, "amount": 11_000 * repaid})
+        share = releasable(self.net.state, self.net.get("whr/" + receipt_id))
+        if share:
+            self.tx(bank, "warehouse.release", {"receipt": receipt_id, "quantity": share})
+            self.tx("warehouse-1", "warehouse.outbound", {"receipt": receipt_id, "quantity": share})
+        if late:
+            self.tx("regulator", "clock.advance", {"days": 11})
+            self.tx(bank, "loan.mark_overdue", {"loan": loan_id})
+            self.tx(bank, "warehouse.liquidate", {"receipt": receipt_id, "proceeds": 20_000})
+
+    @rule(data=st.data(), late_at=st.integers(0, 3), confirm_first=st.booleans())
+    def draw_a_credit_line(self, data: st.DataObject, late_at: int, confirm_first: bool) -> None:
+        """Open a line of three tranches and repay each in full, on time until tranche
+        `late_at`: the next tranche comes by itself until a late repayment blocks the line."""
+        borrower = data.draw(st.sampled_from(SUPPLIERS))
+        bank = data.draw(st.sampled_from(BANKS))
+        if confirm_first:
+            self.finance_a_receivable_quietly(borrower)
+        score = credit_report(self.net.state, borrower)["score"]
+        receipt = self.tx(
+            bank,
+            "creditline.open",
+            {
+                "borrower": borrower,
+                "amounts": (50_000, 60_000, 70_000),
+                "due_days": (5, 5, 5),
+                "threshold": max(0, score - data.draw(st.integers(0, 60))),
+                "rate_bp": 0,
+            },
+        )
+        if not receipt.ok:
+            return
+        line_id = receipt.result["line"]
+        loan_id: str | None = receipt.result["loan"]
+        for index in range(3):
+            if loan_id is None:
+                break
+            if index == late_at:
+                self.tx("regulator", "clock.advance", {"days": 6})
+            loan = self.net.get("loan/" + loan_id)
+            receipt = self.tx(
+                borrower, "loan.repay", {"loan": loan_id, "amount": loan["amount_due"]}
+            )
+            decided = receipt.result or {}
+            if index < 2 and receipt.ok:
+                line = self.net.get("cline/" + line_id)
+                assert decided["tranche"] == index + 1
+                assert (decided["tranche_state"] == "RELEASED") == (line["state"] != "BLOCKED")
+                if index >= late_at:
+                    assert decided["tranche_state"] == "REFUSED"
+            loan_id = decided.get("tranche_loan")
+
+    def finance_a_receivable_quietly(self, supplier: str) -> None:
+        due_day = self.today() + 30
+        receipt = self.tx(
+            supplier, "receivable.draft", {"debtor": "core", "amount": 500_000, "due_day": due_day}
+        )
+        if receipt.ok:
+            rcv_id = receipt.result["receivable"]
+            statement = contracts.confirmation_statement(rcv_id, "core", 500_000, due_day)
+            self.tx(
+                "core",
+                "receivable.confirm",
+                {
+                    "receivable": rcv_id,
+                    "amount": 500_000,
+                    "due_day": due_day,
+                    "confirmation": self.net.keys["core"].sign(statement),
+                },
+            )
+
     # Whole flows, so the random rules above also meet deep states ----------------------------
 
     @rule(
@@ -690,6 +1047,42 @@ class ContractsMachine(RuleBasedStateMachine):
                 assert agency == self.first_agency[task_id]
             elif agency is not None:
                 self.first_agency[task_id] = agency
+
+    @invariant()
+    def one_pledge_per_receipt_and_goods_within_bounds(self) -> None:
+        for receipt_id in self.ids("whr/"):
+            r = self.net.get("whr/" + receipt_id)
+            assert 0 <= r["shipped"] <= r["released"] <= r["quantity"]
+            if r["state"] in ("PLEDGED", "RELEASED") and r["pledgee"] is not None:
+                assert r["released"] <= releasable(self.net.state, r)
+            seen = self.receipt_seen.get(receipt_id)
+            if seen is not None:
+                if seen["pledgee"] is not None:
+                    assert r["pledgee"] == seen["pledgee"]
+                    terms = ("commodity", "quantity", "grade", "inspection", "version")
+                    assert all(r[t] == seen[t] for t in terms)
+                assert r["released"] >= seen["released"] and r["shipped"] >= seen["shipped"]
+                if seen["state"] in ("CLOSED", "LIQUIDATED"):
+                    assert r["state"] == seen["state"]
+            self.receipt_seen[receipt_id] = r
+
+    @invariant()
+    def credit_factors_only_grow_and_scores_follow_them(self) -> None:
+        for member_id in self.ids("cfac/"):
+            f = self.net.get("cfac/" + member_id)
+            before = self.factors_seen.get(member_id)
+            if before is not None:
+                assert all(f[name] >= before[name] for name in FACTORS)
+            self.factors_seen[member_id] = f
+            report = credit_report(self.net.state, member_id)
+            assert report["factors"] == f and report["score"] == credit_score(f)
+
+    def teardown(self) -> None:
+        """The same history replayed from genesis gives the same state, hence the same scores."""
+        again = replayed(self.net.history)
+        assert again.state.root == self.net.state.root
+        for member_id in self.ids("cfac/"):
+            assert credit_report(again.state, member_id) == credit_report(self.net.state, member_id)
 
     @invariant()
     def audit_finds_no_problems(self) -> None:

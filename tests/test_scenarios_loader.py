@@ -43,7 +43,7 @@ def load_error(steps: str) -> str:
     return str(caught.value)
 
 
-def test_the_five_built_in_scenarios_load_in_story_order():
+def test_the_built_in_scenarios_load_in_story_order():
     scenarios = builtin_scenarios()
     assert [s.name for s in scenarios] == [
         "happy-path",
@@ -51,6 +51,8 @@ def test_the_five_built_in_scenarios_load_in_story_order():
         "forged-confirmation",
         "default-to-collection",
         "repayment-and-freeze",
+        "warehouse-receipt-loan",
+        "tranche-credit-line",
     ]
     kinds = {type(step) for s in scenarios for step in s.steps}
     assert kinds == {TxStep, TogetherStep, LetStep, CheckStep}
@@ -136,7 +138,7 @@ def test_bad_yaml_and_missing_steps_are_clear_errors():
 
 
 def test_resolve_takes_all_a_name_or_a_file(tmp_path: Path):
-    assert len(resolve("all")) == 5
+    assert len(resolve("all")) == 7
     assert [s.name for s in resolve("double-financing")] == ["double-financing"]
     path = tmp_path / "mine.yaml"
     path.write_text(scenario_text(DRAFT))

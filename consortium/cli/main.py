@@ -8,9 +8,11 @@ from consortium import __version__
 from consortium.cli.audit_cmd import audit
 from consortium.cli.bench_cmd import bench
 from consortium.cli.broker_cmd import broker
+from consortium.cli.chaos_cmd import chaos
 from consortium.cli.common import ConsortiumGroup
 from consortium.cli.demo_cmd import demo
 from consortium.cli.fault_cmd import fault
+from consortium.cli.fuzz_cmd import fuzz
 from consortium.cli.keys_cmd import keys
 from consortium.cli.ledger_cmd import ledger
 from consortium.cli.network_cmd import down, logs, node, status, up
@@ -41,5 +43,7 @@ for command in (
     audit,
     demo,
     sim,
+    chaos,
+    fuzz,
 ):
     cli.add_command(command)

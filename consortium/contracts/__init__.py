@@ -2,7 +2,8 @@
 
 The ledger calls `genesis_writes` once, `member_public_key` to check each transaction's signer,
 and `execute` for each transaction on its own overlay; `business_day` goes into block headers and
-`audit_report` is the regulator's view.
+`audit_report` is the regulator's view; `credit_report` shows a member's credit score with every
+factor behind it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from consortium.contracts.operations import OPERATIONS, PARAMETERS, execute
 from consortium.contracts.pricing import commission_ceiling_bp
 from consortium.contracts.receivables import confirmation_statement
 from consortium.contracts.registry import member
+from consortium.contracts.scoring import credit_report, credit_score
+from consortium.contracts.warehouse import amendment_statement
 
 
 def member_public_key(view: StateView, member_id: str) -> bytes | None:
@@ -30,12 +33,15 @@ __all__ = [
     "RuleViolation",
     "StateView",
     "TxContext",
+    "amendment_statement",
     "audit_report",
     "bid_commitment",
     "business_day",
     "commission_ceiling_bp",
     "confirmation_statement",
     "contact_commitment",
+    "credit_report",
+    "credit_score",
     "execute",
     "genesis_writes",
     "member_public_key",

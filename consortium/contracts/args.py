@@ -99,6 +99,19 @@ class Args:
             raise self._fail(name, f"must be {min_length} to {max_length} bytes")
         return value
 
+    def integers(self, name: str, max_items: int, low: int, high: int) -> tuple[int, ...]:
+        """A list of 1 to `max_items` integers, each from `low` to `high`."""
+        value = self._raw[name]
+        if (
+            not isinstance(value, tuple | list)
+            or not 0 < len(value) <= max_items
+            or any(type(v) is not int or not low <= v <= high for v in value)
+        ):
+            raise self._fail(
+                name, f"must be a list of 1 to {max_items} integers from {low} to {high}"
+            )
+        return tuple(value)
+
     def allocation(self, name: str, max_parts: int) -> tuple[tuple[str, int], ...]:
         """A list of (member id, positive amount) pairs, as used to split a receivable."""
         value = self._raw[name]

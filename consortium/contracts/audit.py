@@ -1,8 +1,9 @@
 """The regulator's report: everything open, owed and paid, read from state alone.
 
 It also re-derives what the contracts maintain incrementally (credit used, split sums, one pledge
-per token, loans in collection having a task) and lists any disagreement under `problems`, which
-stays empty on a sound ledger. Failed transactions change no state, so attempted double financing
+per token, loans in collection having a task, goods released and shipped within bounds, the
+credit factors that records still show, tranche lines) and lists any disagreement under
+`problems`, which stays empty on a sound ledger. Failed transactions change no state, so attempted double financing
 shows up in the blocks' failed receipts, not here.
 """
 
@@ -10,23 +11,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from consortium.contracts import pricing, records
+from consortium.contracts import pricing, records, scoring
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import StateView
 from consortium.contracts.loans import outstanding
 from consortium.contracts.records import (
+    BLOCKED,
     COLLECTION,
     CONFIRMED,
     CONSUMED,
+    DRAFTED,
+    DRAWING,
+    LIQUIDATED,
     OPEN_LOAN_STATES,
+    OPEN_RECEIPT_STATES,
     OPEN_RECEIVABLE_STATES,
     OPEN_TASK_STATES,
+    PENDING,
     PLEDGED,
+    RECOVERED,
+    REFUSED,
+    RELEASED,
+    REPAID,
     SETTLED,
+    WRITTEN_OFF,
+    CreditFactors,
     Loan,
     Receivable,
     Task,
+    TrancheLine,
+    WarehouseReceipt,
 )
+from consortium.contracts.warehouse import releasable
 
 Groups = dict[str, dict[str, int]]
 TASK_FIELDS = (
@@ -128,6 +144,135 @@ def _loans(
     return by_state, exposure, overdue
 
 
+def _receipts(
+    view: StateView,
+    receipts: dict[str, WarehouseReceipt],
+    loans: dict[str, Loan],
+    problems: list[str],
+) -> dict[str, Any]:
+    """Receipts by state (count and units), open pledges, and every liquidation."""
+    by_state: Groups = {}
+    open_pledges = []
+    liquidated = []
+    for receipt_id, r in receipts.items():
+        _tally(by_state, r["state"], quantity=r["quantity"])
+        if r["pledgee"] is not None and r["state"] in OPEN_RECEIPT_STATES:
+            open_pledges.append(
+                {
+                    "receipt": receipt_id,
+                    "bank": r["pledgee"],
+                    "owner": r["owner"],
+                    "warehouse": r["warehouse"],
+                    "commodity": r["commodity"],
+                    "quantity": r["quantity"],
+                    "released": r["released"],
+                    "shipped": r["shipped"],
+                    "loan": r["loan"],
+                }
+            )
+        if r["state"] == LIQUIDATED:
+            liquidated.append(
+                {
+                    "receipt": receipt_id,
+                    "bank": r["pledgee"],
+                    "owner": r["owner"],
+                    "commodity": r["commodity"],
+                    "liquidated": r["liquidated"],
+                    "proceeds": r["proceeds"],
+                    "loan": r["loan"],
+                }
+            )
+        if not 0 <= r["shipped"] <= r["released"] <= r["quantity"]:
+            problems.append(f"receipt {receipt_id} shipped or released more than it holds")
+        if view.get(f"{records.LOT}{r['warehouse']}/{r['lot']}") != receipt_id:
+            problems.append(
+                f"lot {r['lot']} of {r['warehouse']} does not name receipt {receipt_id}"
+            )
+        if r["loan"] is not None:
+            loan = loans.get(r["loan"])
+            if loan is None or loan["receipt"] != receipt_id:
+                problems.append(f"receipt {receipt_id} and loan {r['loan']} do not name each other")
+            elif r["state"] in (PLEDGED, RELEASED) and r["released"] > releasable(view, r):
+                problems.append(f"receipt {receipt_id} released more than its loan's repaid share")
+    return {"by_state": by_state, "open_pledges": open_pledges, "liquidated": liquidated}
+
+
+def _tranche_lines(
+    lines: dict[str, TrancheLine], loans: dict[str, Loan], problems: list[str]
+) -> list[dict[str, Any]]:
+    out = []
+    for line_id, line in lines.items():
+        tranches = line["tranches"]
+        decided = [t["state"] != PENDING for t in tranches]
+        if decided != [i < line["next"] for i in range(len(tranches))]:
+            problems.append(f"credit line {line_id} decided tranches out of order")
+        if (line["state"] == BLOCKED) != any(t["state"] == REFUSED for t in tranches):
+            problems.append(f"credit line {line_id} is {line['state']} against its tranches")
+        for index, t in enumerate(tranches):
+            loan = loans.get(t["loan"] or "")
+            if (t["loan"] is not None) != (t["state"] == RELEASED) or (
+                t["loan"] is not None
+                and (loan is None or loan["line"] != line_id or loan["principal"] != t["amount"])
+            ):
+                problems.append(f"tranche {index} of credit line {line_id} and its loan disagree")
+        out.append(
+            {
+                "line": line_id,
+                **{f: line[f] for f in ("bank", "borrower", "threshold", "rate_bp", "state")},
+                "tranches": [dict(t) for t in tranches],
+            }
+        )
+    return out
+
+
+def _credit(
+    factors: dict[str, CreditFactors],
+    receivables: dict[str, Receivable],
+    loans: dict[str, Loan],
+    tasks: dict[str, Task],
+    receipts: dict[str, WarehouseReceipt],
+    problems: list[str],
+) -> dict[str, Any]:
+    """Every member's factors and score, checked against the counts records still show (a
+    loan's overdue marks and the days late are history only the factors keep)."""
+    derived: dict[str, dict[str, int]] = {}
+
+    def bump(member_id: str, name: str, amount: int = 1) -> None:
+        counts = derived.setdefault(member_id, {})
+        counts[name] = counts.get(name, 0) + amount
+
+    for rcv in receivables.values():
+        if rcv["parent"] is None and rcv["state"] != DRAFTED:
+            bump(rcv["drafter"], "confirmed")
+            bump(rcv["drafter"], "confirmed_amount", rcv["amount"])
+    for loan in loans.values():
+        if loan["state"] in (REPAID, RECOVERED):
+            bump(loan["borrower"], "closed")
+        elif loan["state"] == WRITTEN_OFF:
+            bump(loan["borrower"], "written_off")
+    for task in tasks.values():
+        bump(task["debtor"], "collection")
+    for r in receipts.values():
+        if r["state"] == LIQUIDATED:
+            bump(r["owner"], "liquidated")
+    for member_id in sorted(set(derived) - set(factors)):
+        problems.append(f"{member_id} has credit history but no credit factors")
+    report = {}
+    for member_id, f in factors.items():
+        counts = derived.get(member_id, {})
+        shown = {**f, "closed": f["on_time"] + f["late"]}
+        for name in ("confirmed", "confirmed_amount", "closed", "written_off", "collection"):
+            if shown[name] != counts.get(name, 0):
+                problems.append(
+                    f"credit factor {name} of {member_id} is {shown[name]}, records show "
+                    f"{counts.get(name, 0)}"
+                )
+        if f["liquidated"] != counts.get("liquidated", 0):
+            problems.append(f"credit factor liquidated of {member_id} disagrees with receipts")
+        report[member_id] = {"factors": dict(f), "score": scoring.credit_score(f)}
+    return report
+
+
 def _is_task_open(task: Task) -> bool:
     """Still running, or over with a commission not yet settled."""
     return task["state"] in OPEN_TASK_STATES or (
@@ -147,6 +292,8 @@ def audit_report(view: StateView) -> dict[str, Any]:
     receivables = _records(view, records.RECEIVABLE)
     loans = _records(view, records.LOAN)
     tasks = _records(view, records.TASK)
+    receipts = _records(view, records.WAREHOUSE_RECEIPT)
+    lines = _records(view, records.TRANCHE_LINE)
     loans_by_state, exposure, overdue = _loans(loans, receivables, today, problems)
     commissions: dict[str, int] = {}
     for task in tasks.values():
@@ -169,10 +316,17 @@ def audit_report(view: StateView) -> dict[str, Any]:
             ],
             "commissions_paid": commissions,
         },
+        "warehouse_receipts": _receipts(view, receipts, loans, problems),
+        "tranche_lines": _tranche_lines(lines, loans, problems),
+        "credit_scores": _credit(
+            _records(view, records.CREDIT_FACTORS), receivables, loans, tasks, receipts, problems
+        ),
         "open": {
             "receivables": sum(r["state"] in OPEN_RECEIVABLE_STATES for r in receivables.values()),
             "loans": sum(loan["state"] in OPEN_LOAN_STATES for loan in loans.values()),
             "tasks": sum(_is_task_open(task) for task in tasks.values()),
+            "receipts": sum(r["state"] in OPEN_RECEIPT_STATES for r in receipts.values()),
+            "tranche_lines": sum(line["state"] == DRAWING for line in lines.values()),
         },
         "problems": problems,
     }

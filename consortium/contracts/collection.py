@@ -12,7 +12,7 @@ undercutting each other's visible bids; the reveal shows the bid was made before
 from __future__ import annotations
 
 from consortium import codec
-from consortium.contracts import pricing, records
+from consortium.contracts import pricing, records, scoring
 from consortium.contracts.args import MAX_DAY, Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, StateView, TxContext
@@ -125,6 +125,7 @@ def publish(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[st
     }
     _store(view, task)
     view.put(records.LOAN + loan["id"], {**loan, "state": COLLECTION, "task": task["id"]})
+    scoring.record(view, loan["borrower"], collection=1)
     return {"task": task["id"], "ceiling_bp": task["ceiling_bp"]}
 
 

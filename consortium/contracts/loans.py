@@ -4,11 +4,16 @@ ACTIVE -> REPAID, or OVERDUE (marked by the bank after the due day) -> COLLECTIO
 open) -> RECOVERED (agencies collected the rest) or back to OVERDUE -> WRITTEN_OFF.
 Any repayment while a collection task is open stops that task at once: agencies must not chase a
 debtor who is paying, and no commission is ever due on repaid money.
+The events that make a borrower's credit history are booked here as they happen: a loan paid off
+(on time or late), marked overdue, written off; paying off a tranche of a credit line decides on
+its next tranche in the same transaction.
 """
 
 from __future__ import annotations
 
-from consortium.contracts import records
+from typing import Any
+
+from consortium.contracts import creditlines, records, scoring
 from consortium.contracts.args import Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, StateView, TxContext
@@ -21,6 +26,7 @@ from consortium.contracts.records import (
     OVERDUE,
     PLEDGED,
     RECOVERED,
+    RELEASED,
     REPAID,
     STOPPED,
     WRITTEN_OFF,
@@ -37,10 +43,18 @@ def outstanding(loan: Loan) -> int:
 
 
 def receive(view: StateView, loan: Loan, amount: int, by_agency: bool) -> Loan:
+    """Book `amount` (0 < amount <= outstanding) paid towards `loan` and store the new record."""
+    return book(view, loan, amount, by_agency)[0]
+
+
+def book(
+    view: StateView, loan: Loan, amount: int, by_agency: bool
+) -> tuple[Loan, dict[str, Any] | None]:
     """Book `amount` (0 < amount <= outstanding) paid towards `loan` and store the new record.
 
     A payment by the debtor (not `by_agency`) stops the open collection task. Paying the loan off
-    closes it as REPAID, or RECOVERED when an agency collected the last part.
+    closes it as REPAID, or RECOVERED when an agency collected the last part, goes into the
+    borrower's credit history, and, for a tranche, decides on the next one (returned second).
     """
     task_id = loan["task"]
     state = loan["state"]
@@ -50,7 +64,8 @@ def receive(view: StateView, loan: Loan, amount: int, by_agency: bool) -> Loan:
             view.put(records.TASK + task_id, {**task, "state": STOPPED})
         task_id = None
     repaid = loan["repaid"] + amount
-    if repaid == loan["amount_due"]:
+    closed = repaid == loan["amount_due"]
+    if closed:
         state = RECOVERED if by_agency else REPAID
         task_id = None
     elif task_id is None and state == COLLECTION:
@@ -63,7 +78,17 @@ def receive(view: StateView, loan: Loan, amount: int, by_agency: bool) -> Loan:
         "task": task_id,
     }
     view.put(records.LOAN + loan["id"], updated)
-    return updated
+    if not closed:
+        return updated, None
+    today = business_day(view)
+    late = today - loan["due_day"]
+    if late <= 0:
+        scoring.record(view, loan["borrower"], on_time=1)
+    else:
+        scoring.record(view, loan["borrower"], late=1, days_late=late)
+    if loan["line"] is None:
+        return updated, None
+    return updated, creditlines.tranche_closed(view, updated, today, on_time=late <= 0)
 
 
 def _open_loan(view: StateView, args: Args) -> Loan:
@@ -129,29 +154,37 @@ def lend(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, 
         "state": ACTIVE,
         "receivable": receivable_id,
         "task": None,
+        "receipt": None,
+        "line": None,
     }
     view.put(records.LOAN + loan_id, loan)
     return {"loan": loan_id}
 
 
-def repay(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, str]:
+def _repaid(view: StateView, loan: Loan, amount: int) -> dict[str, Any]:
+    """Book a repayment by the debtor; the result shows a tranche decision it caused."""
+    updated, tranche = book(view, loan, amount, by_agency=False)
+    return {"state": updated["state"], **(tranche or {})}
+
+
+def repay(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, Any]:
     """The borrower pays the bank, in full or in part."""
     loan = _open_loan(view, args)
     if loan["borrower"] != who.id:
         raise RuleViolation(f"loan {loan['id']} is owed by {loan['borrower']}, not {who.id}")
     amount = _payment(args, loan)
     move(view, who.id, loan["bank"], amount)
-    return {"state": receive(view, loan, amount, by_agency=False)["state"]}
+    return _repaid(view, loan, amount)
 
 
-def record_repayment(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, str]:
+def record_repayment(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, Any]:
     """The bank records a repayment it received off the chain: no balance moves, but the loan
     and any collection task react exactly as to an on-chain repayment."""
     require_role(who, Role.BANK)
     loan = _open_loan(view, args)
     _own_loan(view, who, loan)
     amount = _payment(args, loan)
-    return {"state": receive(view, loan, amount, by_agency=False)["state"]}
+    return _repaid(view, loan, amount)
 
 
 def mark_overdue(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
@@ -164,11 +197,13 @@ def mark_overdue(view: StateView, ctx: TxContext, who: Caller, args: Args) -> No
     if today <= loan["due_day"]:
         raise RuleViolation(f"loan {loan['id']} is due on day {loan['due_day']}, today is {today}")
     view.put(records.LOAN + loan["id"], {**loan, "state": OVERDUE})
+    scoring.record(view, loan["borrower"], overdue=1)
 
 
-def write_off(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
+def write_off(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, Any] | None:
     """Give up an overdue loan. Not while a collection task is open (settle it first) nor while
-    its pledged receivable is unpaid: the collateral comes first."""
+    its pledged receivable is unpaid or its pledged goods are still in the warehouse: the
+    collateral comes first. A written-off tranche refuses the line's next tranche."""
     require_role(who, Role.BANK)
     loan = records.loan(view, args.object_id("loan"))
     _own_loan(view, who, loan)
@@ -178,4 +213,16 @@ def write_off(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
         rcv = records.receivable(view, loan["receivable"])
         if rcv["state"] == PLEDGED:
             raise RuleViolation(f"receivable {rcv['id']} pledged for this loan is not settled")
+    if loan["receipt"] is not None:
+        receipt = records.warehouse_receipt(view, loan["receipt"])
+        if receipt["state"] in (PLEDGED, RELEASED) and receipt["released"] < receipt["quantity"]:
+            raise RuleViolation(
+                f"goods of warehouse receipt {receipt['id']} pledged for this loan are not "
+                "released or liquidated"
+            )
     view.put(records.LOAN + loan["id"], {**loan, "state": WRITTEN_OFF})
+    today = business_day(view)
+    scoring.record(view, loan["borrower"], written_off=1, days_late=max(0, today - loan["due_day"]))
+    if loan["line"] is None:
+        return None
+    return creditlines.tranche_closed(view, loan, today, on_time=False)

@@ -15,9 +15,11 @@ from consortium.contracts import (
     clock,
     collection,
     credit,
+    creditlines,
     loans,
     receivables,
     registry,
+    warehouse,
 )
 from consortium.contracts.args import Args, shown
 from consortium.contracts.context import RuleViolation, StateView, TxContext
@@ -66,6 +68,20 @@ _TABLE: dict[str, Operation] = {
     "collection.log_action": _op(collection.log_action, "task", "action"),
     "collection.report_recovery": _op(collection.report_recovery, "task", "amount"),
     "collection.settle": _op(collection.settle, "task"),
+    "warehouse.issue": _op(
+        warehouse.issue, "owner", "lot", "commodity", "quantity", "grade", "inspection"
+    ),
+    "warehouse.amend": _op(
+        warehouse.amend, "receipt", "commodity", "quantity", "grade", "inspection", "consent"
+    ),
+    "warehouse.pledge": _op(warehouse.pledge, "receipt", "bank"),
+    "warehouse.lend": _op(warehouse.lend, "receipt", "principal", "amount_due", "due_day"),
+    "warehouse.release": _op(warehouse.release, "receipt", "quantity"),
+    "warehouse.outbound": _op(warehouse.outbound, "receipt", "quantity"),
+    "warehouse.liquidate": _op(warehouse.liquidate, "receipt", "proceeds"),
+    "creditline.open": _op(
+        creditlines.open_line, "borrower", "amounts", "due_days", "threshold", "rate_bp"
+    ),
 }
 
 OPERATIONS: frozenset[str] = frozenset(_TABLE)

@@ -11,7 +11,7 @@ PLEDGED.
 from __future__ import annotations
 
 from consortium import codec
-from consortium.contracts import credit, records
+from consortium.contracts import credit, records, scoring
 from consortium.contracts.args import Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, StateView, TxContext
@@ -86,7 +86,8 @@ def draft(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str,
 
 def confirm(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
     """Only the debtor's current key makes a confirmation, whoever of holder and debtor submits
-    it; the restated terms must be the drafted ones, and the debtor's credit line must allow it."""
+    it; the restated terms must be the drafted ones, and the debtor's credit line must allow it.
+    A confirmed receivable counts in its drafter's credit history."""
     rcv = records.receivable(view, args.object_id("receivable"))
     amount = args.amount("amount")
     due_day = args.day("due_day")
@@ -109,6 +110,7 @@ def confirm(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
         raise RuleViolation(f"confirmation is not signed by the current key of {debtor}")
     credit.take(view, debtor, amount)
     _store(view, {**rcv, "state": CONFIRMED})
+    scoring.record(view, rcv["drafter"], confirmed=1, confirmed_amount=amount)
 
 
 def split(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, tuple[str, ...]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from consortium import codec
 from consortium.config import NetworkConfig
-from consortium.errors import RemoteError
+from consortium.errors import CodecLimitError, RemoteError
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import Ledger, store_path
 from consortium.node.broker import BrokerLogin
@@ -175,11 +175,11 @@ class Node:
             raws = codec.expect_type(
                 codec.decode(payload, max_items=MAX_REQUESTS_PER_MESSAGE), tuple, "request batch"
             )
+        except CodecLimitError:
+            self.rejects.add("oversized_request_batch")
+            return
         except RemoteError:
             self.rejects.add("malformed_request")
-            return
-        if len(raws) > MAX_REQUESTS_PER_MESSAGE:
-            self.rejects.add("oversized_request_batch")
             return
         admitted = []
         for raw in raws:

@@ -168,8 +168,9 @@ class Replica:
         """A message from a peer. Bad input is dropped and counted, never raised."""
         self._begin(now)
         try:
-            signed = self.cache.decode(data)
+            signed = self.cache.decode(data, remember=False)
             self._check_sender(signed)
+            self.cache.remember(data, signed)
             self._dispatch(signed)
         except CodecError:
             self.counters["malformed"] += 1

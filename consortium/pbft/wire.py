@@ -25,18 +25,26 @@ class WireCache:
         self._verified_bytes = 0
         self.verifications = 0
 
-    def decode(self, data: bytes) -> Signed:
-        """`Signed.decode` with a memo; raises `CodecError` for bad bytes (never cached)."""
+    def decode(self, data: bytes, remember: bool = True) -> Signed:
+        """`Signed.decode` with a memo; raises `CodecError` for bad bytes (never cached).
+        A replica decodes peers' messages with `remember=False` and calls `remember` once the
+        sender and signature are checked, so that rejected messages are never kept."""
         found = self._decoded.get(data)
         if found is not None:
             return found
         signed = Signed.decode(data)
+        if remember:
+            self.remember(data, signed)
+        return signed
+
+    def remember(self, data: bytes, signed: Signed) -> None:
+        if data in self._decoded:
+            return
         if len(self._decoded) >= _DECODE_LIMIT or self._decoded_bytes + len(data) > _BYTES_LIMIT:
             self._decoded.clear()
             self._decoded_bytes = 0
         self._decoded[data] = signed
         self._decoded_bytes += len(data)
-        return signed
 
     def verify(self, public_key: bytes, payload: bytes, signature: bytes) -> bool:
         key = (public_key, signature, payload)
