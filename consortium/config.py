@@ -37,6 +37,7 @@ class ConsensusConfig:
     batch_delay_ms: int = 20
     checkpoint_interval: int = 8
     watermark_window: int = 32
+    max_inflight_blocks: int = 3
     view_change_timeout_ms: int = 2000
     view_change_timeout_max_ms: int = 30000
 

@@ -23,6 +23,7 @@ from consortium.pbft.app import InvalidBlock, InvalidRequest, MissingParent
 
 _DECODED_BLOCKS = 64
 _RECENT_BLOCKS = 256
+_ADMITTED_MEMORY = 200_000
 
 
 class LedgerApp:
@@ -34,6 +35,8 @@ class LedgerApp:
         self._blocks: OrderedDict[bytes, tuple[BlockHeader, tuple[bytes, ...]]] = OrderedDict()
         self.committed_txs = ledger.store.tx_count()
         self.rejected_requests = 0
+        # Recently admitted transactions by id: their nonces answer `lookup_request` without disk.
+        self._admitted: dict[bytes, SignedTransaction] = {}
         # The last committed blocks with their receipts, for the node's commit notices.
         self.recent: OrderedDict[int, ExecutedBlock] = OrderedDict()
 
@@ -55,10 +58,14 @@ class LedgerApp:
     def admit(self, request: bytes) -> SignedTransaction:
         """Mempool admission: decode, check the signature once, refuse stale nonces."""
         try:
-            return self.chain.admit(request, self.chain.tip()[0])
+            stx = self.chain.admit(request, self.chain.tip()[0])
         except RemoteError as exc:
             self.rejected_requests += 1
             raise InvalidRequest(str(exc)) from None
+        self._admitted[stx.tx_id] = stx
+        if len(self._admitted) > _ADMITTED_MEMORY:
+            del self._admitted[next(iter(self._admitted))]
+        return stx
 
     # -- Application -------------------------------------------------------------------
 
@@ -144,6 +151,11 @@ class LedgerApp:
             raise InvalidRequest(f"malformed transaction: {exc}") from None
 
     def lookup_request(self, request_id: bytes) -> int | None:
+        stx = self._admitted.get(request_id)
+        if stx is not None and stx.tx.nonce > ledger_chain.last_nonce(
+            self.chain.state, stx.tx.sender
+        ):
+            return None  # its nonce is still unused, so it cannot have been committed
         locations = self.ledger.store.tx_locations(request_id)
         return locations[0][0] if locations else None
 

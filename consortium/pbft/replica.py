@@ -149,6 +149,7 @@ class Replica:
         self.executed_at_last_heartbeat = -1
         self._now = 0
         self._out = Actions()
+        self._room_freed = False
         if records:
             self._restore(records)
 
@@ -242,6 +243,10 @@ class Replica:
         self._out = Actions()
 
     def _finish(self) -> Actions:
+        if self._room_freed:
+            # Blocks executed during this step: a primary holding requests back may propose.
+            self._room_freed = False
+            self._maybe_propose()
         out, self._out = self._out, Actions()
         return out
 
@@ -372,7 +377,13 @@ class Replica:
         """The primary turns pending requests into blocks while the window has room."""
         if self.changing or self.primary != self.node_id:
             return
-        while self.next_seq <= self.stable_seq + self.window:
+        # Blocks in flight are capped below the watermark window: on a CPU-bound network a deep
+        # pipeline only makes blocks smaller and speculation deeper, while requests held back
+        # for a moment join the next block, which grows with the load.
+        while (
+            self.next_seq <= self.stable_seq + self.window
+            and self.next_seq - self.executed <= self.config.max_inflight_blocks
+        ):
             if self.validated_upto != self.next_seq - 1:
                 return
             inflight = self._inflight_ids()
@@ -584,6 +595,7 @@ class Replica:
         self, seq: int, block: bytes, cert: CommitCertificate, ids: tuple[bytes, ...]
     ) -> None:
         self.executed = seq
+        self._room_freed = True
         self.validated_upto = max(self.validated_upto, seq)
         self.next_seq = max(self.next_seq, seq + 1)
         self.committed_digests[seq] = cert.block_hash
