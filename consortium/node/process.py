@@ -36,6 +36,7 @@ log = logging.getLogger("consortium.node")
 
 STATUS_INTERVAL_S = 0.25
 MAX_REQUESTS_PER_MESSAGE = 10_000
+MAX_QUEUED_REQUEST_BYTES = 4 * 1024 * 1024
 THROUGHPUT_WINDOW_S = 5.0
 
 
@@ -79,6 +80,9 @@ class Node:
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.commit_times: deque[tuple[float, int]] = deque()
         self.transport: MqttTransport | None = None
+        self.request_queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.requests_waiting = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -157,7 +161,7 @@ class Node:
                 return
             self.carry_out(self.replica.receive(message.payload, self.now_ms()))
         elif parsed.kind is topics.TopicKind.REQUEST:
-            self._on_requests(message.payload)
+            self._queue_requests(message.payload)
         elif parsed.kind is topics.TopicKind.CONTROL:
             try:
                 self.faults = apply_control(
@@ -168,6 +172,28 @@ class Node:
                 log.warning("control message refused: %s", exc)
             else:
                 log.info("faults now: %s", self.faults.describe() or "none")
+
+    def _queue_requests(self, payload: bytes) -> None:
+        """Client batches wait in a bounded queue so that consensus messages, which arrive on the
+        same connection, are never stuck behind the admission of thousands of transactions; when
+        the queue is full the batch is shed (clients retransmit), which keeps the network live
+        under overload instead of letting every queue grow until the view-change timers fire."""
+        if self.queued_bytes + len(payload) > MAX_QUEUED_REQUEST_BYTES:
+            self.rejects.add("overloaded")
+            return
+        self.request_queue.append(payload)
+        self.queued_bytes += len(payload)
+        self.requests_waiting.set()
+
+    async def _admit_requests(self) -> None:
+        while not self.stopping.is_set():
+            await self.requests_waiting.wait()
+            self.requests_waiting.clear()
+            while self.request_queue:
+                payload = self.request_queue.popleft()
+                self.queued_bytes -= len(payload)
+                self._on_requests(payload)
+                await asyncio.sleep(0)  # let consensus messages in between batches
 
     def _on_requests(self, payload: bytes) -> None:
         """A client's batch of signed transactions: admit each, then hand it to the replica."""
@@ -221,6 +247,7 @@ class Node:
             "committed_txs": self.app.committed_txs,
             "tx_per_s": round(recent / THROUGHPUT_WINDOW_S),
             "mempool": snapshot["pending"],
+            "queued_request_bytes": self.queued_bytes,
             "rejected_msgs": sum(rejected.values()),
             "rejected_by_reason": rejected,
             "view_changes": self.replica.stats.get("view_changes", 0),
@@ -262,10 +289,12 @@ class Node:
             )
             self.carry_out(self.replica.start(self.now_ms()))
             status = asyncio.create_task(self._publish_status())
+            admission = asyncio.create_task(self._admit_requests())
             await self.stopping.wait()
             for handle in self.timers.values():
                 handle.cancel()
             await status
+            admission.cancel()
             self.transport.publish(
                 topics.status_topic(self.config.chain_id, self.node_id),
                 encode_status({**self.status(), "alive": False}),
