@@ -36,7 +36,10 @@ REQUIRED_REASONS = {
     "nothing_to_fetch",  # state transfer requests beyond the head
     "malformed_request",  # undecodable client batches
     "oversized_request_batch",  # more requests than a message may carry
-    "invalid_transaction",  # forged, replayed, foreign-chain, stranger's transactions
+    "bad_tx_signature",  # forged transaction signatures
+    "unknown_sender",  # transactions by strangers
+    "wrong_chain",  # transactions for another chain
+    "malformed_transaction",  # truncated transactions
 }
 
 

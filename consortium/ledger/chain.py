@@ -39,7 +39,12 @@ class InvalidBlock(RemoteError):
 
 
 class InvalidTransaction(RemoteError):
-    """A transaction no block may contain: malformed, forged, replayed, or from a non-member."""
+    """A transaction no block may contain: malformed, forged, replayed, or from a non-member.
+    `reason` is a short name for counting rejections by kind."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingParent(RemoteError):
@@ -178,21 +183,27 @@ class Chain:
         try:
             stx = decode_transaction(raw)
         except CodecError as exc:
-            raise InvalidTransaction(f"malformed transaction: {exc}") from None
+            raise InvalidTransaction(
+                f"malformed transaction: {exc}", "malformed_transaction"
+            ) from None
         key = self._sender_key(view, stx)
         if not self.verifier.verify_many([(key, stx.tx_id, stx.signature)])[0]:
-            raise InvalidTransaction(f"bad signature on transaction {stx.tx_id.hex()[:16]}")
+            raise InvalidTransaction(
+                f"bad signature on transaction {stx.tx_id.hex()[:16]}", "bad_tx_signature"
+            )
         if stx.tx.nonce <= last_nonce(view, stx.tx.sender):
-            raise InvalidTransaction(f"stale nonce {stx.tx.nonce} of {stx.tx.sender}")
+            raise InvalidTransaction(
+                f"stale nonce {stx.tx.nonce} of {stx.tx.sender}", "stale_nonce"
+            )
         self.cache.add(stx, key)
         return stx
 
     def _sender_key(self, view: View, stx: SignedTransaction) -> bytes:
         if stx.tx.chain_id != self.chain_id:
-            raise InvalidTransaction(f"transaction for chain {stx.tx.chain_id!r}")
+            raise InvalidTransaction(f"transaction for chain {stx.tx.chain_id!r}", "wrong_chain")
         key = contracts.member_public_key(view, stx.tx.sender)
         if key is None:
-            raise InvalidTransaction(f"sender {stx.tx.sender!r} is not a member")
+            raise InvalidTransaction(f"sender {stx.tx.sender!r} is not a member", "unknown_sender")
         return key
 
     def authenticate(

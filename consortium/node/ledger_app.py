@@ -59,9 +59,9 @@ class LedgerApp:
         """Mempool admission: decode, check the signature once, refuse stale nonces."""
         try:
             stx = self.chain.admit(request, self.chain.tip()[0])
-        except RemoteError as exc:
+        except ledger_chain.InvalidTransaction as exc:
             self.rejected_requests += 1
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(str(exc), exc.reason) from None
         self._admitted[stx.tx_id] = stx
         if len(self._admitted) > _ADMITTED_MEMORY:
             del self._admitted[next(iter(self._admitted))]

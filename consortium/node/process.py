@@ -214,8 +214,8 @@ class Node:
                 continue
             try:
                 self.app.admit(raw)
-            except InvalidRequest:
-                self.rejects.add("invalid_transaction")
+            except InvalidRequest as refused:
+                self.rejects.add(refused.reason)
                 continue
             admitted.append(raw)
         if admitted:

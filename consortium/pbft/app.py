@@ -21,7 +21,11 @@ class InvalidBlock(RemoteError):
 
 
 class InvalidRequest(RemoteError):
-    """A client request is malformed or not authorised by its client."""
+    """A client request is malformed or not authorised by its client; `reason` names the kind."""
+
+    def __init__(self, message: str, reason: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingParent(Exception):
