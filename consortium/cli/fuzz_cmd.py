@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import tempfile
-from pathlib import Path
 
 import click
-from rich.console import Console
 
-from consortium.chaos.network import fresh_network
-from consortium.cli.common import config_option, json_option, load, print_json
+from consortium.cli.checked_run import err, run_checked
+from consortium.cli.common import config_option, json_option
 from consortium.config import NetworkConfig
 from consortium.fuzz.runner import FuzzReport, FuzzSettings, run_fuzz
 from consortium.keys import KeyDirectory
-
-err = Console(stderr=True, soft_wrap=True)
 
 
 def _run(config: NetworkConfig, keys: KeyDirectory, settings: FuzzSettings) -> FuzzReport:
@@ -82,26 +76,11 @@ def fuzz(
     settings = FuzzSettings(
         duration_s=duration_s, seed=chosen, victim=victim, consensus_rate=rate, heavy=not light
     )
-    kept: Path | None = None
-    if fresh:
-        directory = Path(tempfile.mkdtemp(prefix="consortium-fuzz-"))
-        with fresh_network(directory) as net:
-            report = _run(net.config, net.keys, settings)
-        if report.ok:
-            shutil.rmtree(directory, ignore_errors=True)
-        else:
-            kept = directory
-    else:
-        config, keys = load(config_path)
-        report = _run(config, keys, settings)
-    if as_json:
-        print_json(report.as_json())
-    err.print(_summary(report))
-    for problem in report.problems:
-        err.print(f"  {problem}")
-    if kept is not None:
-        err.print(f"the network's stores and logs are kept in {kept}")
-    if not report.ok:
-        raise click.ClickException(
-            f"fuzz check failed (replay: consortium fuzz --seed {report.seed})"
-        )
+    run_checked(
+        "fuzz",
+        fresh,
+        config_path,
+        lambda config, keys: _run(config, keys, settings),
+        _summary,
+        as_json,
+    )
