@@ -89,7 +89,7 @@ def run_consensus_bench(
     duration_s: float = 30.0,
     rate: float | None = 2500.0,
     window: int | None = None,
-    generators: int = 2,
+    generators: int = 1,
     batch_max_txs: int = 2000,
     warmup_s: float = 5.0,
     progress: Any = None,
