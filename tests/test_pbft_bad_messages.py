@@ -9,6 +9,7 @@ import pytest
 from consortium.crypto import KeyPair, sha256
 from consortium.pbft.messages import (
     Commit,
+    FetchBlocks,
     NewView,
     Prepare,
     PrePrepare,
@@ -190,3 +191,34 @@ def test_new_view_without_a_quorum_is_dropped(cluster: Cluster) -> None:
     assert_dropped(cluster, signed_by("n01", NewView(1, (), ())), "own_message")
     assert_dropped(cluster, signed_by("n02", NewView(6, (), ())), "bad_new_view")
     assert_dropped(cluster, signed_by("n03", NewView(6, (), ())), "not_primary")
+
+
+def test_a_vote_published_by_another_node_is_a_replay(cluster: Cluster) -> None:
+    """Section 4.1: a compromised node login may resend what it overheard; a vote arriving on
+    another node's topic than its signer's is dropped, however well signed."""
+    replica = cluster.replica("n01")
+    vote = signed_by("n02", Prepare(0, 1, digest_of_seq1(cluster)))
+    before = fingerprint(replica)
+    actions = replica.receive(vote, cluster.now, publisher="n03")
+    assert replica.counters["relayed_by_other"] == 1
+    assert fingerprint(replica) == before and not actions.send
+    replica.receive(vote, cluster.now, publisher="n02")
+    assert "n02" in replica.prepare_votes[(0, 1)]
+
+
+def test_a_fetch_is_answered_at_most_once_per_interval() -> None:
+    """Section 4.3 (state transfer): blocks are large, so a replayed or repeated FetchBlocks
+    cannot make a replica send them again and again."""
+    cluster = Cluster(4)
+    for seq in (1, 2):
+        cluster.submit("n00", "alice", seq)
+        cluster.deliver_all()
+        cluster.advance(100)
+        cluster.deliver_all()
+    replica = cluster.replica("n01")
+    assert replica.executed >= 1
+    fetch = signed_by("n02", FetchBlocks(1))
+    first = replica.receive(fetch, cluster.now)
+    assert any(s.to == "n02" for s in first.send)
+    again = replica.receive(fetch, cluster.now + 1)
+    assert replica.counters["fetch_too_often"] == 1 and not again.send

@@ -159,7 +159,7 @@ class Node:
             if not self.faults.hears(parsed.publisher):
                 self.dropped_by_fault += 1
                 return
-            self.carry_out(self.replica.receive(message.payload, self.now_ms()))
+            self.carry_out(self.replica.receive(message.payload, self.now_ms(), parsed.publisher))
         elif parsed.kind is topics.TopicKind.REQUEST:
             self._queue_requests(message.payload)
         elif parsed.kind is topics.TopicKind.CONTROL:

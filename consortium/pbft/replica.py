@@ -165,12 +165,22 @@ class Replica:
         self._progress()
         return self._finish()
 
-    def receive(self, data: bytes, now: int) -> Actions:
-        """A message from a peer. Bad input is dropped and counted, never raised."""
+    def receive(self, data: bytes, now: int, publisher: str | None = None) -> Actions:
+        """A message from a peer. Bad input is dropped and counted, never raised.
+
+        `publisher` is the node the transport says sent it (the broker's ACL makes that true):
+        only NEW-VIEWs and CHECKPOINTs are passed on by nodes other than their signer, so any
+        other message in another node's name is a replay and is dropped."""
         self._begin(now)
         try:
             signed = self.cache.decode(data, remember=False)
             self._check_sender(signed)
+            if (
+                publisher is not None
+                and publisher != signed.sender
+                and not isinstance(signed.body, NewView | Checkpoint)
+            ):
+                raise Dropped("relayed_by_other")
             self.cache.remember(data, signed)
             self._dispatch(signed)
         except CodecError:
@@ -959,6 +969,11 @@ class Replica:
         top = self.app.committed_height()
         if fb.from_height < 1 or fb.from_height > top:
             raise Dropped("nothing_to_fetch")
+        # Blocks are large: answer each peer at most once per status interval.
+        key = "fetch:" + signed.sender
+        if self._now - self.last_push.get(key, -(10**12)) < self._status_interval() // 2:
+            raise Dropped("fetch_too_often")
+        self.last_push[key] = self._now
         last = min(top, fb.from_height + MAX_FETCH_BLOCKS - 1)
         blocks = tuple(self.app.committed_block(h) for h in range(fb.from_height, last + 1))
         self._send_to(signed.sender, CommittedBlocks(blocks))
