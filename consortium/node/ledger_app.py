@@ -77,10 +77,14 @@ class LedgerApp:
         txs: list[SignedTransaction] = []
         seen: set[bytes] = set()
         for raw in requests:
-            try:
-                stx = self.admit(raw)
-            except InvalidRequest:
-                continue
+            cached = self.chain.cache.get(raw)  # admitted already: `chain.propose` rechecks keys
+            if cached is not None:
+                stx = cached[0]
+            else:
+                try:
+                    stx = self.admit(raw)
+                except InvalidRequest:
+                    continue
             if stx.tx_id in seen or self.lookup_request(stx.tx_id) is not None:
                 continue
             seen.add(stx.tx_id)

@@ -73,8 +73,9 @@ class PrePrepare:
 
 
 @dataclass(frozen=True, slots=True)
-class Prepare:
-    KIND: ClassVar[int] = 2
+class _Vote:
+    """A vote for the block with `digest` at `seq` in `view`: PREPARE and COMMIT share it."""
+
     view: int
     seq: int
     digest: bytes
@@ -82,32 +83,25 @@ class Prepare:
     def to_wire(self) -> tuple:
         return (self.view, self.seq, self.digest)
 
-    signed_part = to_wire
+    def signed_part(self) -> tuple:
+        return self.to_wire()
 
-    @staticmethod
-    def from_wire(value: Any) -> Prepare:
-        view, seq, digest = codec.expect_tuple(value, 3, "prepare")
-        return Prepare(_int(view, "view"), _int(seq, "seq"), _digest(digest, "digest"))
+    @classmethod
+    def from_wire(cls, value: Any) -> Any:
+        view, seq, digest = codec.expect_tuple(value, 3, cls.__name__.lower())
+        return cls(_int(view, "view"), _int(seq, "seq"), _digest(digest, "digest"))
 
 
 @dataclass(frozen=True, slots=True)
-class Commit:
+class Prepare(_Vote):
+    KIND: ClassVar[int] = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Commit(_Vote):
     """A commit vote; its signature is over `commit_statement`, reusable in a certificate."""
 
     KIND: ClassVar[int] = 3
-    view: int
-    seq: int
-    digest: bytes
-
-    def to_wire(self) -> tuple:
-        return (self.view, self.seq, self.digest)
-
-    signed_part = to_wire
-
-    @staticmethod
-    def from_wire(value: Any) -> Commit:
-        view, seq, digest = codec.expect_tuple(value, 3, "commit")
-        return Commit(_int(view, "view"), _int(seq, "seq"), _digest(digest, "digest"))
 
 
 @dataclass(frozen=True, slots=True)
