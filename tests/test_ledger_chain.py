@@ -9,7 +9,7 @@ import pytest
 from consortium import codec
 from consortium.crypto import KeyPair
 from consortium.ledger.block import Block, BlockHeader, tx_root
-from consortium.ledger.chain import InvalidBlock, MissingParent
+from consortium.ledger.chain import InvalidBlock, InvalidTransaction, MissingParent
 from consortium.ledger.tx import Transaction
 from tests.ledger_helpers import devnet, fresh_chain, wallets
 
@@ -96,10 +96,10 @@ def _reheader(block: Block, header: BlockHeader, txs=None, **changes) -> bytes:
 def test_non_member_and_foreign_chain_transactions_are_refused(net):
     chain = fresh_chain(net)
     stranger = Transaction(net.config.chain_id, "mallory", 1, "clock.advance", {"days": 1})
-    with pytest.raises(Exception, match="not a member"):
+    with pytest.raises(InvalidTransaction, match="not a member"):
         chain.admit(stranger.sign(KeyPair.generate()).raw)
     other_chain = Transaction("elsewhere", "regulator", 1, "clock.advance", {"days": 1})
-    with pytest.raises(Exception, match="chain"):
+    with pytest.raises(InvalidTransaction, match="chain"):
         chain.admit(other_chain.sign(net.member_pairs["regulator"]).raw)
 
 

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from consortium.ledger.ledger import Ledger, store_path
+from consortium.ledger.store import StoreError
 from consortium.ledger.verify import verify_store
 from tests.ledger_helpers import certify, devnet, wallets
 
@@ -96,5 +97,5 @@ def test_tampered_state_table_is_caught(filled):
 def test_store_of_another_chain_is_refused(filled, tmp_path):
     _, path, _ = filled
     other = devnet(tmp_path / "other")
-    with pytest.raises(Exception, match="another chain"):
+    with pytest.raises(StoreError, match="another chain"):
         Ledger(other.config, other.keys, path)

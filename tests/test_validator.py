@@ -13,7 +13,7 @@ from consortium import codec
 from consortium.crypto import KeyPair
 from consortium.devnet import make_devnet
 from consortium.ledger.block import tx_root
-from consortium.ledger.chain import Chain, InvalidBlock
+from consortium.ledger.chain import Chain, InvalidBlock, MissingParent
 from consortium.ledger.ledger import genesis_state
 from consortium.ledger.signatures import SerialVerifier, VerifiedCache
 from consortium.ledger.tx import SignedTransaction, Transaction
@@ -125,7 +125,7 @@ def test_transaction_by_a_non_member(setting):
 def test_parent_hash_that_does_not_match(setting):
     _, replica, executed = setting
     header = dataclasses.replace(executed.header, parent_hash=bytes(32))
-    with pytest.raises(Exception, match="neither the head nor validated"):
+    with pytest.raises(MissingParent, match="neither the head nor validated"):
         replica.validate(_encode(header, executed.block.txs))
     assert replica.pending == {}
 
