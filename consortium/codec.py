@@ -8,7 +8,7 @@ lengths use the shortest form (msgpack's own packer does that), no floats, no ex
 
 from __future__ import annotations
 
-import itertools
+import threading
 from typing import Any
 
 import msgpack
@@ -22,16 +22,6 @@ MAX_ITEMS = 20_000
 
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise CodecError(f"extension type {code} is not allowed")
-
-
-def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if any(type(k) is not str for k in keys):
-        raise CodecError("map key is not a string")
-    # Python orders str by code point, which is also the order of their UTF-8 bytes.
-    if any(a >= b for a, b in itertools.pairwise(keys)):
-        raise CodecError("map keys are not sorted and unique")
-    return dict(pairs)
 
 
 _SCALARS = frozenset({str, bytes, int, bool, type(None)})
@@ -60,28 +50,41 @@ def _sorted_keys(value: dict) -> tuple[str, ...] | None:
 
 
 def _canonical(value: Any, depth: int = 0) -> Any:
-    """Return `value` with maps key-sorted; reject what msgpack would not round-trip exactly."""
+    """Return `value` with maps key-sorted (the very same object when it is canonical already);
+    reject what msgpack would not round-trip exactly."""
     kind = type(value)
     if kind in _SCALARS:
         return value
     if depth >= MAX_DEPTH:
         raise CodecError(f"value nested deeper than {MAX_DEPTH}")
     if kind is tuple or kind is list:
-        if _SCALARS.issuperset(map(type, value)):
-            return value
-        return [v if type(v) in _SCALARS else _canonical(v, depth + 1) for v in value]
+        changed = None
+        for index, item in enumerate(value):
+            if type(item) not in _SCALARS:
+                fixed = _canonical(item, depth + 1)
+                if fixed is not item:
+                    if changed is None:
+                        changed = list(value)
+                    changed[index] = fixed
+        return value if changed is None else changed
     if kind is dict:
         order = _sorted_keys(value)
         if order is None:
-            for v in value.values():
-                if type(v) not in _SCALARS:
-                    break
-            else:
+            if _SCALARS.issuperset(map(type, value.values())):
                 return value
+            fixes = None
+            for key, item in value.items():
+                if type(item) not in _SCALARS:
+                    fixed = _canonical(item, depth + 1)
+                    if fixed is not item:
+                        if fixes is None:
+                            fixes = {}
+                        fixes[key] = fixed
+            return value if fixes is None else {**value, **fixes}
         out = {}
-        for k in value if order is None else order:
-            v = value[k]
-            out[k] = v if type(v) in _SCALARS else _canonical(v, depth + 1)
+        for key in order:
+            item = value[key]
+            out[key] = item if type(item) in _SCALARS else _canonical(item, depth + 1)
         return out
     # Subclasses (enums of str or int, named tuples) encode as their base type.
     for base in (str, bytes, bool, int):
@@ -94,9 +97,20 @@ def _canonical(value: Any, depth: int = 0) -> Any:
     raise CodecError(f"type {kind.__name__} cannot be encoded")
 
 
+class _Packers(threading.local):
+    """One reusable packer per thread: `msgpack.packb` allocates a fresh 1 MiB buffer per call,
+    which costs more than packing a small record."""
+
+    def __init__(self) -> None:
+        self.pack = msgpack.Packer(use_bin_type=True).pack
+
+
+_PACKERS = _Packers()
+
+
 def encode(value: Any) -> bytes:
     """Encode `value` canonically. Raises `CodecError` for floats, non-str keys, and too deep values."""
-    return msgpack.packb(_canonical(value), use_bin_type=True)
+    return _PACKERS.pack(_canonical(value))
 
 
 def encode_flat(value: list | tuple) -> bytes:
@@ -104,21 +118,40 @@ def encode_flat(value: list | tuple) -> bytes:
 
     For hot paths whose value is built by our own code from already-checked fields.
     """
-    return msgpack.packb(value, use_bin_type=True)
+    return _PACKERS.pack(value)
 
 
-def _check_depth(value: Any, limit: int) -> None:
+def _check_decoded(value: Any, max_depth: int) -> None:
+    """What msgpack's reader leaves to us: no floats, maps keyed by str in strictly increasing
+    order (so no duplicates), and no container nested `max_depth` deep (as `encode` refuses)."""
+    kind = type(value)
+    if kind is float:
+        raise CodecError("floats are not allowed")
+    if kind is not tuple and kind is not dict:
+        return
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            raise CodecError(f"value nested deeper than {limit}")
-        if isinstance(item, tuple):
-            stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, float):
-            raise CodecError("floats are not allowed")
+        if depth >= max_depth:
+            raise CodecError(f"value nested deeper than {max_depth}")
+        if type(item) is dict:
+            previous = None
+            for key in item:
+                if type(key) is not str:
+                    raise CodecError("map key is not a string")
+                # Python orders str by code point, which is also the order of their UTF-8 bytes.
+                if previous is not None and previous >= key:
+                    raise CodecError("map keys are not sorted and unique")
+                previous = key
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is tuple or kind is dict:
+                stack.append((child, depth + 1))
+            elif kind is float:
+                raise CodecError("floats are not allowed")
 
 
 def decode(
@@ -130,7 +163,9 @@ def decode(
     """Decode one canonical value. Arrays come back as tuples, maps as dicts with str keys.
 
     `max_items` caps every array and map, checked by msgpack as it reads each header: a message
-    of millions of tiny items is refused before it costs any time."""
+    of millions of tiny items is refused before it costs any time. Canonical form is checked by
+    encoding the value again and comparing: that catches non-minimal integers and lengths,
+    duplicate map keys and trailing bytes in one step."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
@@ -143,7 +178,6 @@ def decode(
             raw=False,
             use_list=False,
             strict_map_key=True,
-            object_pairs_hook=_sorted_map,
             ext_hook=_refuse_ext,
             max_array_len=max_items,
             max_map_len=max_items,
@@ -156,12 +190,12 @@ def decode(
         raise CodecError(f"not msgpack: ValueError: {exc}") from None
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise CodecError(f"not msgpack: {type(exc).__name__}: {exc}") from None
-    _check_depth(value, max_depth)
+    _check_decoded(value, max_depth)
     try:
-        again = msgpack.packb(value, use_bin_type=True)
+        again = _PACKERS.pack(value)
     except Exception as exc:
         raise CodecError(f"cannot re-encode: {exc}") from None
-    if again != bytes(data):
+    if again != data:
         raise CodecError("not the canonical encoding of its value")
     return value
 

@@ -93,6 +93,23 @@ def test_non_string_keys_and_ext_types_are_rejected():
         codec.decode(msgpack.packb({1: 2}))
     with pytest.raises(CodecError):
         codec.decode(msgpack.packb(msgpack.ExtType(1, b"x")))
+    with pytest.raises(CodecError, match="not a string"):
+        codec.decode(msgpack.packb({b"key": 1}, use_bin_type=True))
+
+
+def test_duplicate_map_keys_are_rejected():
+    one_pair = msgpack.packb({"a": 1})
+    twice = b"\x82" + one_pair[1:] + one_pair[1:]  # {"a": 1, "a": 1}
+    with pytest.raises(CodecError):
+        codec.decode(twice)
+
+
+def test_encoding_a_canonical_value_keeps_it_as_it_is():
+    record = {"a": 1, "b": (1, 2), "c": {"x": b"y"}}
+    assert codec._canonical(record) is record
+    unsorted = {"b": 1, "a": {"d": 1, "c": 2}}
+    assert list(codec._canonical(unsorted)) == ["a", "b"]
+    assert list(codec._canonical(unsorted)["a"]) == ["c", "d"]
 
 
 def test_expect_type_refuses_bool_for_int():

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consortium import codec
+from consortium.contracts import signature_claim
 from consortium.crypto import KeyPair
 from consortium.devnet import make_devnet
 from consortium.ledger.block import tx_root
@@ -166,3 +167,34 @@ def _chain_at(setting, verifier) -> Chain:
     """A replica at the parent state of the measured block, with an empty signature cache."""
     _, replica, _ = setting
     return Chain(replica.chain_id, replica.state, replica.head, verifier, VerifiedCache())
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["cold", "warm"])
+def test_confirmations_are_checked_ahead_and_a_forged_one_fails_its_receipt(setting, pool, cached):
+    """The debtor's confirmation inside `receivable.confirm` is verified with the block's
+    signatures (or at admission) and remembered, before any contract runs; a forged one is not
+    the block's fault: the block is valid and the transaction gets a failed receipt."""
+    net, _, executed = setting
+    confirms = [stx for stx in executed.block.txs if stx.tx.op == "receivable.confirm"]
+    genuine, other = confirms[0], confirms[1]
+    args = dict(other.tx.args)
+    args["confirmation"] = bytes([args["confirmation"][0] ^ 1]) + args["confirmation"][1:]
+    forged = dataclasses.replace(other.tx, args=args).sign(net.member_pairs[other.tx.sender])
+    primary, replica = _chain_at(setting, SerialVerifier()), _chain_at(setting, pool)
+    txs = [primary.admit(stx.raw) for stx in (genuine, forged)]
+    block, _ = primary.propose(txs, 0, "bank-a")
+    assert [r.ok for r in block.receipts] == [True, False]
+    assert "confirmation is not signed" in block.receipts[1].reason
+
+    good_claim = signature_claim(replica.state, genuine.tx.op, genuine.tx.args)
+    bad_claim = signature_claim(replica.state, forged.tx.op, forged.tx.args)
+    assert good_claim is not None and bad_claim is not None
+    if cached:
+        for stx in txs:
+            replica.admit(stx.raw)
+    else:
+        _, finish = replica.authenticate([stx.raw for stx in txs], replica.state)
+        finish()
+    assert replica.cache.knows_claim(good_claim) and not replica.cache.knows_claim(bad_claim)
+    validated = replica.validate(block.block.encode())
+    assert validated.receipts == block.receipts

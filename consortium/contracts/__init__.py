@@ -11,9 +11,15 @@ from __future__ import annotations
 from consortium.contracts.audit import audit_report
 from consortium.contracts.clock import business_day
 from consortium.contracts.collection import bid_commitment, contact_commitment
-from consortium.contracts.context import RuleViolation, StateView, TxContext
+from consortium.contracts.context import (
+    RuleViolation,
+    SignatureCheck,
+    SignatureClaim,
+    StateView,
+    TxContext,
+)
 from consortium.contracts.genesis import genesis_writes
-from consortium.contracts.operations import OPERATIONS, PARAMETERS, execute
+from consortium.contracts.operations import OPERATIONS, PARAMETERS, execute, signature_claim
 from consortium.contracts.pricing import commission_ceiling_bp
 from consortium.contracts.receivables import confirmation_statement
 from consortium.contracts.registry import member
@@ -31,6 +37,8 @@ __all__ = [
     "OPERATIONS",
     "PARAMETERS",
     "RuleViolation",
+    "SignatureCheck",
+    "SignatureClaim",
     "StateView",
     "TxContext",
     "amendment_statement",
@@ -45,4 +53,5 @@ __all__ = [
     "execute",
     "genesis_writes",
     "member_public_key",
+    "signature_claim",
 ]

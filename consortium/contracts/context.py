@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from consortium.crypto import verify
+
+SignatureCheck = Callable[[bytes, bytes, bytes], bool]
+"""(public key, message, signature) -> valid: how a contract checks a signature it carries."""
+
+SignatureClaim = tuple[bytes, bytes, bytes]
+"""A (public key, message, signature) a transaction's execution will check, known beforehand."""
 
 
 class StateView(Protocol):
@@ -20,12 +29,15 @@ class StateView(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TxContext:
-    """The transaction's identity and position: the only inputs besides state and arguments."""
+    """The transaction's identity and position: the only inputs besides state and arguments.
+    `check_signature` is ed25519 verification; the ledger passes one that first consults the
+    signatures this node already verified (same verdicts, each checked once)."""
 
     sender: str
     tx_id: bytes
     height: int
     index: int
+    check_signature: SignatureCheck = verify
 
 
 class RuleViolation(Exception):

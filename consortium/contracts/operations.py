@@ -22,20 +22,23 @@ from consortium.contracts import (
     warehouse,
 )
 from consortium.contracts.args import Args, shown
-from consortium.contracts.context import RuleViolation, StateView, TxContext
+from consortium.contracts.context import RuleViolation, SignatureClaim, StateView, TxContext
 from consortium.contracts.registry import Caller
 
 Handler = Callable[[StateView, TxContext, Caller, Args], Any]
+Claim = Callable[[StateView, Args], SignatureClaim]
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
     handler: Handler
     params: frozenset[str]
+    claim: Claim | None = None
+    """For operations that carry a signature besides the transaction's: which one it checks."""
 
 
-def _op(handler: Handler, *params: str) -> Operation:
-    return Operation(handler, frozenset(params))
+def _op(handler: Handler, *params: str, claim: Claim | None = None) -> Operation:
+    return Operation(handler, frozenset(params), claim)
 
 
 _TABLE: dict[str, Operation] = {
@@ -47,7 +50,9 @@ _TABLE: dict[str, Operation] = {
     "credit.set_line": _op(credit.set_line, "member", "limit"),
     "receivable.draft": _op(receivables.draft, "debtor", "amount", "due_day"),
     "receivable.confirm": _op(
-        receivables.confirm, "receivable", "amount", "due_day", "confirmation"
+        receivables.confirm,
+        *("receivable", "amount", "due_day", "confirmation"),
+        claim=receivables.confirmation_claim,
     ),
     "receivable.split": _op(receivables.split, "receivable", "parts"),
     "receivable.transfer": _op(receivables.transfer, "receivable", "to"),
@@ -72,7 +77,9 @@ _TABLE: dict[str, Operation] = {
         warehouse.issue, "owner", "lot", "commodity", "quantity", "grade", "inspection"
     ),
     "warehouse.amend": _op(
-        warehouse.amend, "receipt", "commodity", "quantity", "grade", "inspection", "consent"
+        warehouse.amend,
+        *("receipt", "commodity", "quantity", "grade", "inspection", "consent"),
+        claim=warehouse.amendment_claim,
     ),
     "warehouse.pledge": _op(warehouse.pledge, "receipt", "bank"),
     "warehouse.lend": _op(warehouse.lend, "receipt", "principal", "amount_due", "due_day"),
@@ -98,3 +105,17 @@ def execute(
         raise RuleViolation(f"unknown operation {shown(op)}")
     who = registry.caller(view, ctx.sender)
     return operation.handler(view, ctx, who, Args(op, args, operation.params))
+
+
+def signature_claim(view: StateView, op: str, args: dict[str, Any]) -> SignatureClaim | None:
+    """The signature inside a transaction that its execution on `view` would check, if any: a
+    node verifies it ahead (at admission, or with the block's signatures on every core) and
+    execution then finds the verdict remembered. None when there is none or the arguments are
+    not even well-formed (execution will then refuse the transaction)."""
+    operation = _TABLE.get(op) if type(op) is str else None
+    if operation is None or operation.claim is None:
+        return None
+    try:
+        return operation.claim(view, Args(op, args, operation.params))
+    except RuleViolation:
+        return None

@@ -14,7 +14,7 @@ from consortium import codec
 from consortium.contracts import credit, records, scoring
 from consortium.contracts.args import Args
 from consortium.contracts.clock import business_day
-from consortium.contracts.context import RuleViolation, StateView, TxContext
+from consortium.contracts.context import RuleViolation, SignatureClaim, StateView, TxContext
 from consortium.contracts.loans import outstanding, receive
 from consortium.contracts.money import move
 from consortium.contracts.records import (
@@ -27,7 +27,7 @@ from consortium.contracts.records import (
     Receivable,
 )
 from consortium.contracts.registry import Caller, active_member, member, require_role
-from consortium.crypto import SIGNATURE_BYTES, verify
+from consortium.crypto import SIGNATURE_BYTES
 from consortium.roles import Role
 
 CONFIRMATION_DOMAIN = "consortium/receivable-confirmation"
@@ -41,6 +41,20 @@ def confirmation_statement(receivable_id: str, debtor: str, amount: int, due_day
     off-chain and either party can submit it; different terms give different bytes.
     """
     return codec.encode_flat((CONFIRMATION_DOMAIN, receivable_id, debtor, amount, due_day))
+
+
+def confirmation_claim(view: StateView, args: Args) -> SignatureClaim:
+    """The debtor's current key, the terms it must have signed, and the confirmation carried:
+    what `confirm` checks, known before execution so that a node can check it ahead."""
+    rcv = records.receivable(view, args.object_id("receivable"))
+    debtor = member(view, rcv["debtor"])
+    if debtor is None:
+        raise RuleViolation(f"debtor {rcv['debtor']} is not a member")
+    statement = confirmation_statement(
+        rcv["id"], rcv["debtor"], args.amount("amount"), args.day("due_day")
+    )
+    signature = args.blob("confirmation", SIGNATURE_BYTES, SIGNATURE_BYTES)
+    return debtor["key"], statement, signature
 
 
 def _store(view: StateView, rcv: Receivable) -> None:
@@ -91,7 +105,7 @@ def confirm(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
     rcv = records.receivable(view, args.object_id("receivable"))
     amount = args.amount("amount")
     due_day = args.day("due_day")
-    signature = args.blob("confirmation", SIGNATURE_BYTES, SIGNATURE_BYTES)
+    args.blob("confirmation", SIGNATURE_BYTES, SIGNATURE_BYTES)
     debtor = rcv["debtor"]
     if who.id not in (debtor, rcv["holder"]):
         raise RuleViolation(f"{who.id} is neither the debtor nor the holder of {rcv['id']}")
@@ -105,8 +119,7 @@ def confirm(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None:
     debtor_record = member(view, debtor)
     if debtor_record is None or debtor_record["frozen"]:
         raise RuleViolation(f"debtor {debtor} is frozen or gone")
-    statement = confirmation_statement(rcv["id"], debtor, amount, due_day)
-    if not verify(debtor_record["key"], statement, signature):
+    if not ctx.check_signature(*confirmation_claim(view, args)):
         raise RuleViolation(f"confirmation is not signed by the current key of {debtor}")
     credit.take(view, debtor, amount)
     _store(view, {**rcv, "state": CONFIRMED})

@@ -26,7 +26,7 @@ from consortium import codec
 from consortium.contracts import records, scoring
 from consortium.contracts.args import MAX_AMOUNT, Args
 from consortium.contracts.clock import business_day
-from consortium.contracts.context import RuleViolation, StateView, TxContext
+from consortium.contracts.context import RuleViolation, SignatureClaim, StateView, TxContext
 from consortium.contracts.loans import BORROWER_ROLES, book, outstanding
 from consortium.contracts.money import move
 from consortium.contracts.records import (
@@ -41,7 +41,7 @@ from consortium.contracts.records import (
     WarehouseReceipt,
 )
 from consortium.contracts.registry import Caller, active_member, member, require_role
-from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES, verify
+from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES
 from consortium.roles import Role
 
 AMENDMENT_DOMAIN = "consortium/warehouse-receipt-amendment"
@@ -69,6 +69,20 @@ def _terms(args: Args) -> tuple[str, int, str, bytes]:
         args.text("grade", MAX_TEXT),
         args.blob("inspection", HASH_BYTES, HASH_BYTES),
     )
+
+
+def amendment_claim(view: StateView, args: Args) -> SignatureClaim:
+    """The owner's current key, the terms it must have consented to, and the consent carried:
+    what `amend` checks, known before execution so that a node can check it ahead."""
+    receipt = records.warehouse_receipt(view, args.object_id("receipt"))
+    owner = member(view, receipt["owner"])
+    if owner is None:
+        raise RuleViolation(f"owner {receipt['owner']} is not a member")
+    commodity, quantity, grade, inspection = _terms(args)
+    statement = amendment_statement(
+        receipt["id"], receipt["version"], commodity, quantity, grade, inspection
+    )
+    return owner["key"], statement, args.blob("consent", SIGNATURE_BYTES, SIGNATURE_BYTES)
 
 
 def _claim_inspection(view: StateView, inspection: bytes, receipt_id: str) -> None:
@@ -151,16 +165,13 @@ def amend(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str,
     they replace; only before any pledge or release."""
     receipt = _own_receipt(view, who, args)
     commodity, quantity, grade, inspection = _terms(args)
-    consent = args.blob("consent", SIGNATURE_BYTES, SIGNATURE_BYTES)
+    args.blob("consent", SIGNATURE_BYTES, SIGNATURE_BYTES)
     if receipt["state"] != ISSUED:
         raise RuleViolation(f"receipt {receipt['id']} is {receipt['state']}, not ISSUED")
     owner = member(view, receipt["owner"])
     if owner is None or owner["frozen"]:
         raise RuleViolation(f"owner {receipt['owner']} is frozen or gone")
-    statement = amendment_statement(
-        receipt["id"], receipt["version"], commodity, quantity, grade, inspection
-    )
-    if not verify(owner["key"], statement, consent):
+    if not ctx.check_signature(*amendment_claim(view, args)):
         raise RuleViolation(f"consent is not signed by the current key of {receipt['owner']}")
     if inspection != receipt["inspection"]:
         _claim_inspection(view, inspection, receipt["id"])

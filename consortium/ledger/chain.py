@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from consortium import contracts
-from consortium.contracts.context import RuleViolation, TxContext
+from consortium.contracts.context import RuleViolation, SignatureCheck, TxContext
+from consortium.crypto import verify
 from consortium.errors import CodecError, RemoteError
 from consortium.ledger.block import (
     GENESIS_PARENT,
@@ -27,7 +28,13 @@ from consortium.ledger.block import (
     split_block,
     tx_root,
 )
-from consortium.ledger.signatures import BatchVerifier, SerialVerifier, VerifiedCache
+from consortium.ledger.signatures import (
+    BatchVerifier,
+    SerialVerifier,
+    VerifiedCache,
+    VerifyJob,
+    transaction_job,
+)
 from consortium.ledger.state import Layer, Overlay, State
 from consortium.ledger.tx import SignedTransaction, decode_transaction
 
@@ -76,19 +83,20 @@ def _nothing_to_wait_for() -> None:
     return None
 
 
-def _jobs(unknown: list[tuple[int, SignedTransaction, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(key, stx.tx_id, stx.signature) for _, stx, key in unknown]
-
-
 def last_nonce(view: View | Overlay, sender: str) -> int:
     return view.get(NONCE_PREFIX + sender) or 0
 
 
 def execute(
-    parent: View, parent_header: BlockHeader, txs: Sequence[SignedTransaction], chain_id: str
+    parent: View,
+    parent_header: BlockHeader,
+    txs: Sequence[SignedTransaction],
+    chain_id: str,
+    check_signature: SignatureCheck = verify,
 ) -> tuple[Overlay, list[Receipt], list[tuple[SignedTransaction, str]]]:
     """Run `txs` in order on top of `parent`. Returns the block's writes, the receipts of the
-    transactions that belong in the block, and those that do not (with the ledger error)."""
+    transactions that belong in the block, and those that do not (with the ledger error).
+    `check_signature` checks the signatures that contracts find inside transactions."""
     height = parent_header.height + 1
     block_view = Overlay(parent)
     receipts: list[Receipt] = []
@@ -106,7 +114,7 @@ def execute(
             )
             continue
         tx_view = Overlay(block_view)
-        ctx = TxContext(tx.sender, stx.tx_id, height, len(receipts))
+        ctx = TxContext(tx.sender, stx.tx_id, height, len(receipts), check_signature)
         try:
             result = contracts.execute(tx_view, ctx, tx.op, tx.args)
         except RuleViolation as violation:
@@ -187,16 +195,30 @@ class Chain:
                 f"malformed transaction: {exc}", "malformed_transaction"
             ) from None
         key = self._sender_key(view, stx)
-        if not self.verifier.verify_many([(key, stx.tx_id, stx.signature)])[0]:
-            raise InvalidTransaction(
-                f"bad signature on transaction {stx.tx_id.hex()[:16]}", "bad_tx_signature"
-            )
         if stx.tx.nonce <= last_nonce(view, stx.tx.sender):
             raise InvalidTransaction(
                 f"stale nonce {stx.tx.nonce} of {stx.tx.sender}", "stale_nonce"
             )
+        jobs = [transaction_job(stx, key)]
+        claim = self._unknown_claim(view, stx)
+        if claim is not None:
+            jobs.append(claim)
+        verdicts = self.verifier.verify_many(jobs)
+        if not verdicts[0]:
+            raise InvalidTransaction(
+                f"bad signature on transaction {stx.tx_id.hex()[:16]}", "bad_tx_signature"
+            )
+        if claim is not None and verdicts[1]:
+            self.cache.remember_claim(claim)
         self.cache.add(stx, key)
         return stx
+
+    def _unknown_claim(self, view: View, stx: SignedTransaction) -> VerifyJob | None:
+        """The signature the transaction carries for its contract, if not verified already."""
+        claim = contracts.signature_claim(view, stx.tx.op, stx.tx.args)
+        if claim is None or self.cache.knows_claim(claim):
+            return None
+        return claim
 
     def _sender_key(self, view: View, stx: SignedTransaction) -> bytes:
         if stx.tx.chain_id != self.chain_id:
@@ -209,12 +231,17 @@ class Chain:
     def authenticate(
         self, raws: Iterable[bytes], view: View
     ) -> tuple[list[SignedTransaction], Callable[[], None]]:
-        """Decode every transaction and start checking every signature not checked before.
-        Returns the transactions and a call that waits for the verdicts (raising InvalidBlock on
-        a bad one), so the caller can execute while the signatures are being verified. Keys are
-        those of `view` (the parent state): a key rotation takes effect from the next block."""
+        """Decode every transaction and start checking every signature not checked before (the
+        transactions' own and those they carry for their contracts). Returns the transactions
+        and a call that waits for the verdicts (raising InvalidBlock on a bad transaction
+        signature; a bad carried signature is the contract's business), so the caller can
+        execute while the signatures are being verified. Keys are those of `view` (the parent
+        state): a key rotation takes effect from the next block."""
         txs: list[SignedTransaction] = []
-        unknown: list[tuple[int, SignedTransaction, bytes]] = []
+        jobs: list[VerifyJob] = []
+        # For each job: the transaction whose own signature it is (with its index), or None
+        # for a carried signature.
+        owners: list[tuple[int, SignedTransaction] | None] = []
         waits: list[Callable[[], list[bool]]] = []
         dispatched = 0
         get_cached = self.cache.get
@@ -231,25 +258,35 @@ class Chain:
                 key = self._sender_key(view, stx)
             except (CodecError, InvalidTransaction) as exc:
                 raise InvalidBlock(f"transaction at index {len(txs)}: {exc}") from None
-            unknown.append((len(txs), stx, key))
+            jobs.append(transaction_job(stx, key))
+            owners.append((len(txs), stx))
+            claim = self._unknown_claim(view, stx)
+            if claim is not None:
+                jobs.append(claim)
+                owners.append(None)
             txs.append(stx)
-            if len(unknown) - dispatched >= VERIFY_CHUNK:
+            if len(jobs) - dispatched >= VERIFY_CHUNK:
                 # Hand signatures to the verifier while decoding goes on: the cores start early.
-                waits.append(self.verifier.start(_jobs(unknown[dispatched:])))
-                dispatched = len(unknown)
-        if dispatched < len(unknown):
-            waits.append(self.verifier.start(_jobs(unknown[dispatched:])))
-        if not unknown:
+                waits.append(self.verifier.start(jobs[dispatched:]))
+                dispatched = len(jobs)
+        if dispatched < len(jobs):
+            waits.append(self.verifier.start(jobs[dispatched:]))
+        if not jobs:
             return txs, _nothing_to_wait_for
 
         def finish() -> None:
             verdicts = [ok for wait in waits for ok in wait()]
-            for (index, stx, key), ok in zip(unknown, verdicts, strict=True):
+            for job, owner, ok in zip(jobs, owners, verdicts, strict=True):
+                if owner is None:
+                    if ok:
+                        self.cache.remember_claim(job)
+                    continue
+                index, stx = owner
                 if not ok:
                     raise InvalidBlock(
                         f"bad signature on transaction {stx.tx_id.hex()[:16]} at index {index}"
                     )
-                self.cache.add(stx, key)
+                self.cache.add(stx, job[0])
 
         return txs, finish
 
@@ -270,7 +307,9 @@ class Chain:
                 excluded.append((stx, "sender key unknown or changed since admission"))
             else:
                 keep.append(stx)
-        writes, receipts, skipped = execute(parent, parent_header, keep, self.chain_id)
+        writes, receipts, skipped = execute(
+            parent, parent_header, keep, self.chain_id, self.cache.check_signature
+        )
         excluded += skipped
         skipped_ids = {id(s) for s, _ in skipped}
         included = tuple(s for s in keep if id(s) not in skipped_ids)
@@ -315,7 +354,9 @@ class Chain:
         txs, signatures_checked = self.authenticate(raws, parent)
         if tx_root(txs) != header.tx_root:
             raise InvalidBlock("transaction Merkle root does not match the header")
-        writes, receipts, excluded = execute(parent, parent_header, txs, self.chain_id)
+        writes, receipts, excluded = execute(
+            parent, parent_header, txs, self.chain_id, self.cache.check_signature
+        )
         signatures_checked()
         if excluded:
             stx, why = excluded[0]

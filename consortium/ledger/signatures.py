@@ -1,9 +1,11 @@
-"""Signature checking for transactions: each (transaction, signature) verified once per node.
+"""Signature checking for transactions: each signature verified once per node.
 
 `VerifiedCache` remembers the raw bytes of transactions whose signature already verified (at
-mempool admission, or in an earlier block) together with the key that verified them, so a block
-of known transactions costs no signature checks. `BatchVerifier` is how the unknown ones are
-checked: serially here, or spread over all cores by `consortium.parallel.PoolVerifier`.
+mempool admission, or in an earlier block) together with the key that verified them, and the
+signatures carried inside transactions (a debtor's confirmation, an owner's consent) that
+verified, so a block of known transactions costs no signature checks. `BatchVerifier` is how the
+unknown ones are checked: serially here, or spread over all cores by
+`consortium.parallel.PoolVerifier`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Protocol
 from consortium.crypto import verify
 from consortium.ledger.tx import TX_DOMAIN, SignedTransaction
 
-VerifyJob = tuple[bytes, bytes, bytes]  # (public key, tx id, signature)
+VerifyJob = tuple[bytes, bytes, bytes]  # (public key, message, signature)
 
 
 class BatchVerifier(Protocol):
@@ -37,17 +39,42 @@ class SerialVerifier:
 
 
 def verify_jobs(jobs: Sequence[VerifyJob]) -> list[bool]:
-    return [verify(pk, TX_DOMAIN + tx_id, sig) for pk, tx_id, sig in jobs]
+    return [verify(pk, message, sig) for pk, message, sig in jobs]
+
+
+def transaction_job(stx: SignedTransaction, public_key: bytes) -> VerifyJob:
+    return (public_key, TX_DOMAIN + stx.tx_id, stx.signature)
 
 
 class VerifiedCache:
-    """Raw transaction bytes -> (decoded transaction, the public key its signature verified under)."""
+    """Raw transaction bytes -> (decoded transaction, the public key its signature verified under),
+    and the (key, message, signature) claims carried inside transactions that verified."""
 
-    __slots__ = ("_entries", "capacity")
+    __slots__ = ("_claims", "_entries", "capacity")
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[bytes, tuple[SignedTransaction, bytes]] = OrderedDict()
+        self._claims: OrderedDict[VerifyJob, None] = OrderedDict()
+
+    def remember_claim(self, claim: VerifyJob) -> None:
+        """Record a claim whose signature verified."""
+        self._claims[claim] = None
+        if len(self._claims) > self.capacity:
+            self._claims.popitem(last=False)
+
+    def knows_claim(self, claim: VerifyJob) -> bool:
+        return claim in self._claims
+
+    def check_signature(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """ed25519 verification that looks up the claims verified before (same verdict)."""
+        claim = (public_key, message, signature)
+        if claim in self._claims:
+            return True
+        if not verify(public_key, message, signature):
+            return False
+        self.remember_claim(claim)
+        return True
 
     def get(self, raw: bytes) -> tuple[SignedTransaction, bytes] | None:
         return self._entries.get(raw)

@@ -54,21 +54,38 @@ class SignedTransaction:
         return verify(public_key, TX_DOMAIN + self.tx_id, self.signature)
 
 
+def _split_envelope(raw: bytes) -> tuple[bytes, bytes]:
+    """Read `[body, signature]` straight from its bytes. Only the canonical form is accepted
+    (the body's length in its shortest header, a 64-byte signature, nothing after it): exactly
+    what `codec.decode` accepts for this shape, at a fraction of its cost on the hot path."""
+    if len(raw) < 4 or raw[0] != 0x92:
+        raise CodecError("transaction: expected an array of 2 items")
+    if raw[1] == 0xC4:  # bin 8
+        body_start = 3
+        body_end = body_start + raw[2]
+    elif raw[1] == 0xC5 and raw[2] != 0:  # bin 16, for bodies of 256 bytes and more
+        body_start = 4
+        body_end = body_start + int.from_bytes(raw[2:4], "big")
+    else:
+        raise CodecError("transaction.body: not a canonical byte string")
+    if raw[body_end : body_end + 2] != b"\xc4\x40" or len(raw) != body_end + 2 + SIGNATURE_BYTES:
+        raise CodecError("transaction.signature: not 64 bytes closing the transaction")
+    return bytes(raw[body_start:body_end]), bytes(raw[body_end + 2 :])
+
+
 def decode_transaction(raw: bytes) -> SignedTransaction:
     """Parse and type-check a signed transaction; the signature itself is not checked here."""
     if len(raw) > MAX_TX_BYTES:
         raise CodecError(f"transaction of {len(raw)} bytes exceeds {MAX_TX_BYTES}")
-    outer = codec.expect_tuple(codec.decode(raw, max_bytes=MAX_TX_BYTES), 2, "transaction")
-    body = codec.expect_type(outer[0], bytes, "transaction.body")
-    signature = codec.expect_type(outer[1], bytes, "transaction.signature")
-    if len(signature) != SIGNATURE_BYTES:
-        raise CodecError("transaction.signature: not 64 bytes")
+    body, signature = _split_envelope(raw)
     fields = codec.expect_tuple(codec.decode(body, max_bytes=MAX_TX_BYTES), 5, "transaction.body")
-    chain_id = codec.expect_type(fields[0], str, "transaction.chain_id")
-    sender = codec.expect_type(fields[1], str, "transaction.sender")
-    nonce = codec.expect_type(fields[2], int, "transaction.nonce")
-    op = codec.expect_type(fields[3], str, "transaction.op")
-    args = codec.expect_type(fields[4], dict, "transaction.args")
+    chain_id, sender, nonce, op, args = fields
+    if type(chain_id) is not str or type(sender) is not str or type(op) is not str:
+        raise CodecError("transaction: chain_id, sender and op must be strings")
+    if type(nonce) is not int:
+        raise CodecError("transaction.nonce: expected int")
+    if type(args) is not dict:
+        raise CodecError("transaction.args: expected a map")
     if not 0 < len(sender) <= MAX_SENDER_LENGTH:
         raise CodecError("transaction.sender: empty or too long")
     if not 0 < len(op) <= MAX_OP_LENGTH:
