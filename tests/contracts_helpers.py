@@ -102,15 +102,16 @@ class Network:
         block_view = Overlay(self.state)
         receipts = []
         for index, (sender, op, args) in enumerate(txs):
-            tx_view = Overlay(block_view)
             tx_id = self.next_tx_id()
             ctx = TxContext(sender, tx_id, self.height, index)
+            block_view.begin()
             try:
-                result = contracts.execute(tx_view, ctx, op, args)
+                result = contracts.execute(block_view, ctx, op, args)
             except RuleViolation as violation:
+                block_view.roll_back()
                 receipt = Receipt(False, violation.reason, None, tx_id)
             else:
-                tx_view.merge_into(block_view)
+                block_view.keep()
                 receipt = Receipt(True, "", result, tx_id)
             receipts.append(receipt)
             self.receipts.append((sender, op, receipt))

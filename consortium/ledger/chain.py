@@ -113,14 +113,15 @@ def execute(
                 (stx, f"replayed or stale nonce {tx.nonce} of {tx.sender} (last {last})")
             )
             continue
-        tx_view = Overlay(block_view)
         ctx = TxContext(tx.sender, stx.tx_id, height, len(receipts), check_signature)
+        block_view.begin()
         try:
-            result = contracts.execute(tx_view, ctx, tx.op, tx.args)
+            result = contracts.execute(block_view, ctx, tx.op, tx.args)
         except RuleViolation as violation:
+            block_view.roll_back()
             receipts.append(Receipt(stx.tx_id, False, violation.reason, None))
         else:
-            tx_view.merge_into(block_view)
+            block_view.keep()
             receipts.append(Receipt(stx.tx_id, True, "", result))
         block_view.put(nonce_key, tx.nonce)
     return block_view, receipts, excluded

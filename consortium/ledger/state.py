@@ -12,7 +12,7 @@ Three kinds of view, all with `get` and `keys_with_prefix`:
 - `Layer`: the result of one validated but uncommitted block on top of a `State` or another
   `Layer`, with its own accumulator; PBFT keeps several blocks in flight, each validated on top of
   the one before. Committing a block folds its layer into the `State` without hashing again.
-- `Overlay`: scratch writes of one block or one transaction, dropped if it fails.
+- `Overlay`: scratch writes of one block, with each transaction's writes rolled back if it fails.
 
 Values are codec-encodable (None, bool, int, str, bytes, tuple/list, dict with str keys). Readers
 must treat returned values as immutable: to change a record, `put` a new one. `None` means absent.
@@ -136,31 +136,57 @@ class Layer:
 
 
 class Overlay:
-    """Scratch writes over any view: reads fall through, writes stay here until merged.
-    A failed transaction's overlay is dropped, so it changes nothing."""
+    """Scratch writes over any view: reads fall through, writes stay here.
 
-    __slots__ = ("base", "writes")
+    One overlay holds a whole block's writes; each transaction runs between `begin` and either
+    `keep` or `roll_back`, which restores what the transaction overwrote, so a failed
+    transaction changes nothing. (A journal rather than an overlay per transaction: every read
+    then costs one lookup here and one in the base.)"""
+
+    __slots__ = ("_base_get", "_undo", "base", "writes")
 
     def __init__(self, base: State | Layer | Overlay) -> None:
         self.base = base
         self.writes: dict[str, Any] = {}
+        self._undo: dict[str, Any] | None = None
+        # Reading a committed State is a plain dict lookup: skip a call on the hottest path.
+        self._base_get = base.values.get if type(base) is State else base.get
 
     def get(self, key: str) -> Any | None:
         value = self.writes.get(key, _ABSENT)
-        return self.base.get(key) if value is _ABSENT else value
+        return self._base_get(key) if value is _ABSENT else value
 
     def put(self, key: str, value: Any) -> None:
         """Write a value; `None` deletes the key."""
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = self.writes.get(key, _ABSENT)
         self.writes[key] = value
 
     def delete(self, key: str) -> None:
-        self.writes[key] = None
+        self.put(key, None)
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return _merge_prefix(self.base.keys_with_prefix(prefix), self.writes, prefix)
 
-    def merge_into(self, target: Overlay) -> None:
-        target.writes.update(self.writes)
+    def begin(self) -> None:
+        """Start one transaction's writes."""
+        self._undo = {}
+
+    def keep(self) -> None:
+        """The transaction succeeded: its writes stay."""
+        self._undo = None
+
+    def roll_back(self) -> None:
+        """The transaction failed: put back what it overwrote."""
+        if self._undo is None:
+            raise ValueError("no transaction to roll back")
+        for key, old in self._undo.items():
+            if old is _ABSENT:
+                del self.writes[key]
+            else:
+                self.writes[key] = old
+        self._undo = None
 
 
 def _merge_prefix(base_keys: list[str], writes: dict[str, Any], prefix: str) -> list[str]:
