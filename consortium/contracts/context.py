@@ -27,11 +27,12 @@ class StateView(Protocol):
     def keys_with_prefix(self, prefix: str) -> list[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TxContext:
     """The transaction's identity and position: the only inputs besides state and arguments.
     `check_signature` is ed25519 verification; the ledger passes one that first consults the
-    signatures this node already verified (same verdicts, each checked once)."""
+    signatures this node already verified (same verdicts, each checked once). Contracts only
+    read it (not `frozen`: one is built per transaction on the hot path)."""
 
     sender: str
     tx_id: bytes

@@ -17,9 +17,10 @@ from consortium.crypto import PUBLIC_KEY_BYTES
 from consortium.roles import ROLES, Role
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Caller:
-    """The authenticated, unfrozen sender of the transaction being executed."""
+    """The authenticated, unfrozen sender of the transaction being executed. Read only (not
+    `frozen`: one is built per transaction on the hot path)."""
 
     id: str
     role: str

@@ -68,9 +68,11 @@ class BlockHeader:
         return BlockHeader(*fields)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receipt:
-    """The outcome of one transaction: committed, or failed with the rule it broke."""
+    """The outcome of one transaction: committed, or failed with the rule it broke.
+    Never changed once made (not `frozen` only because one is built per transaction on the hot
+    path, where a frozen dataclass costs twice as much to construct)."""
 
     tx_id: bytes
     ok: bool

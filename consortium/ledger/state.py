@@ -102,15 +102,15 @@ class Layer:
         self.encoded: dict[str, bytes] = {}
         acc = base.accumulator
         encode = codec.encode
+        digest_of = base.digests.get if type(base) is State else base.digest_of
+        encoded, digests = self.encoded, self.digests
         for key, value in writes.items():
-            old = base.digest_of(key)
+            old = digest_of(key)
             if old is not None:
                 acc -= old
             if value is not None:
-                data = encode(value)
-                digest = entry_digest(key, data)
-                self.encoded[key] = data
-                self.digests[key] = digest
+                data = encoded[key] = encode(value)
+                digest = digests[key] = entry_digest(key, data)
                 acc += digest
         self.accumulator = acc & _ACC_MASK
 
