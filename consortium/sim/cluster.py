@@ -22,6 +22,7 @@ SMALL_CONSENSUS = ConsensusConfig(
     batch_delay_ms=10,
     checkpoint_interval=2,
     watermark_window=4,
+    max_inflight_blocks=3,  # keep pipelined heights under test (users may raise the cap)
     view_change_timeout_ms=1000,
     view_change_timeout_max_ms=8000,
 )

@@ -34,6 +34,7 @@ SIM_CONSENSUS = ConsensusConfig(
     batch_delay_ms=20,
     checkpoint_interval=4,
     watermark_window=8,
+    max_inflight_blocks=3,  # keep pipelined heights under test (users may raise the cap)
     view_change_timeout_ms=1000,
     view_change_timeout_max_ms=8000,
 )
