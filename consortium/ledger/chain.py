@@ -358,13 +358,16 @@ class Chain:
         writes, receipts, excluded = execute(
             parent, parent_header, txs, self.chain_id, self.cache.check_signature
         )
+        # The roots do not depend on the signatures' verdicts: compute them while the workers
+        # are still verifying, then judge in a fixed order (signatures first).
+        receipts_match = receipts_root(receipts) == header.receipts_root
+        layer = Layer(parent, writes.writes)
         signatures_checked()
         if excluded:
             stx, why = excluded[0]
             raise InvalidBlock(f"transaction {stx.tx_id.hex()[:16]}: {why}")
-        if receipts_root(receipts) != header.receipts_root:
+        if not receipts_match:
             raise InvalidBlock("receipts Merkle root does not match the header")
-        layer = Layer(parent, writes.writes)
         if layer.root != header.state_root:
             raise InvalidBlock("state root does not match the header")
         day = contracts.business_day(layer)
