@@ -197,13 +197,14 @@ def run(txs: list[Tx], block_size: int) -> None:
         began = clock()
         for index, (sender, tx_id, op, args) in enumerate(txs[start : start + block_size]):
             t0 = clock()
-            view = Overlay(block)
+            block.begin()  # as the ledger runs a block: one overlay, a journal per transaction
             try:
-                execute(view, TxContext(sender, tx_id, height, index), op, args)
+                execute(block, TxContext(sender, tx_id, height, index), op, args)
             except RuleViolation as violation:
+                block.roll_back()
                 failures.append(f"{op}: {violation.reason}")
             else:
-                block.writes.update(view.writes)
+                block.keep()
             per_op[op] += clock() - t0
         contract_seconds += clock() - began
         began = clock()
