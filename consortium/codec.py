@@ -102,7 +102,9 @@ class _Packers(threading.local):
     which costs more than packing a small record."""
 
     def __init__(self) -> None:
-        self.pack = msgpack.Packer(use_bin_type=True).pack
+        packer = msgpack.Packer(use_bin_type=True)
+        self.pack = packer.pack
+        self.pack_array_header = packer.pack_array_header
 
 
 _PACKERS = _Packers()
@@ -119,6 +121,13 @@ def encode_flat(value: list | tuple) -> bytes:
     For hot paths whose value is built by our own code from already-checked fields.
     """
     return _PACKERS.pack(value)
+
+
+def array_of_encoded(items: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """The canonical encoding of an array whose items are given already encoded (canonically):
+    msgpack writes an array as its length header followed by its items, so a value encoded once
+    can go into several larger messages without being encoded again."""
+    return _PACKERS.pack_array_header(len(items)) + b"".join(items)
 
 
 def _check_decoded(value: Any, max_depth: int) -> None:

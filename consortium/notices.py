@@ -13,7 +13,7 @@ from typing import Any
 from consortium import codec
 from consortium.crypto import KeyPair, verify
 from consortium.errors import CodecError
-from consortium.ledger.block import Receipt
+from consortium.ledger.block import Receipt, encode_receipts
 
 NOTICE_DOMAIN = "consortium/notice"
 
@@ -28,18 +28,11 @@ class CommitNotice:
     signature: bytes = b""
 
     def _body(self, chain_id: str) -> bytes:
-        receipts = [r.to_wire() for r in self.receipts]
-        return codec.encode(
-            [
-                NOTICE_DOMAIN,
-                chain_id,
-                self.node,
-                self.height,
-                self.block_hash,
-                self.business_day,
-                receipts,
-            ]
-        )
+        """The canonical encoding of `[domain, chain, node, height, hash, day, receipts]`, built
+        from the receipts' own encodings (a notice repeats every receipt of its block)."""
+        head = (NOTICE_DOMAIN, chain_id, self.node, self.height, self.block_hash)
+        fields = [codec.encode_flat(value) for value in (*head, self.business_day)]
+        return codec.array_of_encoded([*fields, encode_receipts(self.receipts)])
 
     def signed(self, chain_id: str, key: KeyPair) -> bytes:
         body = self._body(chain_id)

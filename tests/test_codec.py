@@ -115,3 +115,8 @@ def test_encoding_a_canonical_value_keeps_it_as_it_is():
 def test_expect_type_refuses_bool_for_int():
     with pytest.raises(CodecError, match="bool"):
         codec.expect_type(True, int, "field")
+
+
+@given(st.lists(values, max_size=6))
+def test_an_array_of_encoded_items_is_the_arrays_encoding(items):
+    assert codec.array_of_encoded([codec.encode(v) for v in items]) == codec.encode(items)

@@ -1,5 +1,6 @@
-"""Signed transactions on the wire: the direct reader of the `[body, signature]` envelope accepts
-exactly what the generic canonical decoder accepts, and anything else is a `CodecError`."""
+"""Transactions and receipts on the wire: the direct reader of the `[body, signature]` envelope
+accepts exactly what the generic canonical decoder accepts, anything else is a `CodecError`; lists
+of receipts built from each receipt's own encoding are the canonical encoding."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from consortium import codec
 from consortium.crypto import KeyPair
 from consortium.errors import CodecError
+from consortium.ledger.block import Receipt, encode_receipts
 from consortium.ledger.tx import Transaction, decode_transaction
+from consortium.notices import CommitNotice
 
 KEY = KeyPair.generate()
 
@@ -79,3 +82,15 @@ def test_non_minimal_length_headers_are_refused():
 def test_short_or_wrong_envelopes_are_codec_errors(raw):
     with pytest.raises(CodecError):
         decode_transaction(raw)
+
+
+def test_receipts_and_notices_built_from_encoded_receipts_are_canonical():
+    receipts = (
+        Receipt(b"\x01" * 32, True, "", {"receivable": "rcv-1", "parts": ("a", "b")}),
+        Receipt(b"\x02" * 32, False, "no such receivable", None),
+    )
+    assert encode_receipts(receipts) == codec.encode([r.to_wire() for r in receipts])
+    notice = CommitNotice("bank-a", 7, b"\x03" * 32, 12, receipts)
+    signed = notice.signed("chain", KEY)
+    decoded = CommitNotice.decode(signed, "chain", {"bank-a": KEY.public_key})
+    assert decoded.receipts == receipts and decoded.height == 7

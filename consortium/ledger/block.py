@@ -7,7 +7,7 @@ SHA-256 of the encoded header, and the header commits to everything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consortium import codec
@@ -78,6 +78,7 @@ class Receipt:
     ok: bool
     reason: str
     result: dict[str, Any] | None
+    _encoded: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> tuple:
         return (self.tx_id, self.ok, self.reason, self.result)
@@ -92,10 +93,21 @@ class Receipt:
             codec.expect_type(result, dict, "receipt.result")
         return Receipt(tx_id, ok, reason, result)
 
+    def encoded(self) -> bytes:
+        """The canonical encoding, made once: the receipts root, the store and the commit notice
+        all carry it (see `encode_receipts`)."""
+        if self._encoded is None:
+            wire = self.to_wire()
+            self._encoded = codec.encode_flat(wire) if self.result is None else codec.encode(wire)
+        return self._encoded
+
     def leaf(self) -> bytes:
-        if self.result is None:
-            return sha256(codec.encode_flat(self.to_wire()))
-        return sha256(codec.encode(self.to_wire()))
+        return sha256(self.encoded())
+
+
+def encode_receipts(receipts: list[Receipt] | tuple[Receipt, ...]) -> bytes:
+    """The canonical encoding of a list of receipts, from each receipt's own encoding."""
+    return codec.array_of_encoded([r.encoded() for r in receipts])
 
 
 def receipts_root(receipts: list[Receipt] | tuple[Receipt, ...]) -> bytes:

@@ -53,7 +53,7 @@ from typing import Any
 from consortium import codec
 from consortium.certificate import CommitCertificate
 from consortium.errors import CodecError, RemoteError
-from consortium.ledger.block import BlockHeader, Receipt
+from consortium.ledger.block import BlockHeader, Receipt, encode_receipts
 from consortium.ledger.state import Layer, State
 
 _SCHEMA = """
@@ -204,7 +204,7 @@ class Store:
                 header.hash,
                 header.encode(),
                 raws,
-                codec.encode([r.to_wire() for r in receipts]),
+                encode_receipts(receipts),
                 codec.encode(certificate.to_wire()),
             )
             height = header.height
