@@ -67,6 +67,9 @@ def test_killed_primary_is_replaced_and_catches_up_after_restart(tmp_path):
         after = statuses(net)
         assert {after[n]["view"] for n in others} != {0}
         assert all(after[n]["primary"] != primary for n in others)
+        for node in others:  # each backup's log tells of the view change and the new primary
+            log = supervisor.log_path(net.config, node).read_text()
+            assert "view change to view" in log and f"primary {after[node]['primary']}" in log
         supervisor.spawn_node(net.config, primary)
         top = max(o.height for o in second)
         wait_for(lambda: heads_agree(net, min_height=top), 60)

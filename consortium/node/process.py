@@ -74,6 +74,7 @@ class Node:
             self.app,
             records=self.ledger.store.consensus_records(),
         )
+        self.logged_view = (self.replica.view, self.replica.changing)
         self.rejects = RejectCounts()
         self.faults = FaultState()
         self.dropped_by_fault = 0
@@ -117,6 +118,30 @@ class Node:
             self._timer(timer)
         for committed in actions.committed:
             self._announce(committed.height)
+        if (self.replica.view, self.replica.changing) != self.logged_view:
+            self._log_view()
+
+    def _log_view(self) -> None:
+        """A line per view change and per new view, so a stalled or suspected primary shows in
+        the node's log with the state it happened in."""
+        view, changing = self.logged_view = (self.replica.view, self.replica.changing)
+        snapshot = self.replica.snapshot()
+        if changing:
+            log.warning(
+                "view change to view %d at height %d: %d requests pending, %d progress timeouts "
+                "so far",
+                view,
+                self.ledger.head.height,
+                snapshot["pending"],
+                self.replica.stats.get("view_change_timeouts", 0),
+            )
+        else:
+            log.info(
+                "view %d, primary %s, at height %d",
+                view,
+                snapshot["primary"],
+                self.ledger.head.height,
+            )
 
     def _timer(self, timer: SetTimer | CancelTimer) -> None:
         old = self.timers.pop(timer.name, None)
