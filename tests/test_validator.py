@@ -193,8 +193,31 @@ def test_confirmations_are_checked_ahead_and_a_forged_one_fails_its_receipt(sett
         for stx in txs:
             replica.admit(stx.raw)
     else:
-        _, finish = replica.authenticate([stx.raw for stx in txs], replica.state)
-        finish()
+        replica.authenticate([stx.raw for stx in txs], replica.state).wait()
     assert replica.cache.knows_claim(good_claim) and not replica.cache.knows_claim(bad_claim)
     validated = replica.validate(block.block.encode())
     assert validated.receipts == block.receipts
+
+
+def test_a_forged_confirmation_in_a_cold_block_fails_its_receipt(setting, pool):
+    """Cold, contracts run while the carried signatures are still being verified, taking them as
+    good; when one turns out forged, the block is executed again with the verdicts: the same
+    receipts and state root as a node that checked every signature first."""
+    net, _, executed = setting
+    confirms = [stx for stx in executed.block.txs if stx.tx.op == "receivable.confirm"]
+    drafts = [stx for stx in executed.block.txs if stx.tx.op == "receivable.draft"][:200]
+    genuine, other = confirms[0], confirms[1]
+    args = dict(other.tx.args)
+    args["confirmation"] = bytes([args["confirmation"][0] ^ 1]) + args["confirmation"][1:]
+    forged = dataclasses.replace(other.tx, args=args).sign(net.member_pairs[other.tx.sender])
+    primary, replica = _chain_at(setting, SerialVerifier()), _chain_at(setting, pool)
+    txs = [primary.admit(stx.raw) for stx in (genuine, *drafts[:100], forged, *drafts[100:])]
+    block, _ = primary.propose(txs, 0, "bank-a")
+    assert [r.ok for r in block.receipts].count(False) == 1
+    assert not block.receipts[101].ok and "confirmation is not signed" in block.receipts[101].reason
+
+    validated = replica.validate(block.block.encode())
+    assert validated.receipts == block.receipts
+    assert validated.header.state_root == block.header.state_root
+    bad_claim = signature_claim(replica.state, forged.tx.op, forged.tx.args)
+    assert bad_claim is not None and not replica.cache.knows_claim(bad_claim)

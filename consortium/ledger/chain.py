@@ -79,8 +79,24 @@ View = State | Layer
 VERIFY_CHUNK = 1024
 
 
-def _nothing_to_wait_for() -> None:
-    return None
+Excluded = list[tuple[SignedTransaction, str]]
+
+
+def _no_forged_claims() -> set[VerifyJob]:
+    return set()
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A block's transactions, decoded, while their signatures are being verified."""
+
+    txs: list[SignedTransaction]
+    # Carried signatures (a debtor's confirmation, an owner's consent) sent for verification.
+    claims_in_flight: set[VerifyJob]
+    # Waits for every verdict: raises InvalidBlock on a bad transaction signature, remembers
+    # the carried signatures that verified and returns those that did not (the contract's
+    # business: a failed receipt, not an invalid block).
+    wait: Callable[[], set[VerifyJob]]
 
 
 def last_nonce(view: View | Overlay, sender: str) -> int:
@@ -229,13 +245,9 @@ class Chain:
             raise InvalidTransaction(f"sender {stx.tx.sender!r} is not a member", "unknown_sender")
         return key
 
-    def authenticate(
-        self, raws: Iterable[bytes], view: View
-    ) -> tuple[list[SignedTransaction], Callable[[], None]]:
+    def authenticate(self, raws: Iterable[bytes], view: View) -> Authenticated:
         """Decode every transaction and start checking every signature not checked before (the
-        transactions' own and those they carry for their contracts). Returns the transactions
-        and a call that waits for the verdicts (raising InvalidBlock on a bad transaction
-        signature; a bad carried signature is the contract's business), so the caller can
+        transactions' own and those they carry for their contracts), so that the caller can
         execute while the signatures are being verified. Keys are those of `view` (the parent
         state): a key rotation takes effect from the next block."""
         txs: list[SignedTransaction] = []
@@ -243,6 +255,7 @@ class Chain:
         # For each job: the transaction whose own signature it is (with its index), or None
         # for a carried signature.
         owners: list[tuple[int, SignedTransaction] | None] = []
+        claims: set[VerifyJob] = set()
         waits: list[Callable[[], list[bool]]] = []
         dispatched = 0
         get_cached = self.cache.get
@@ -262,7 +275,8 @@ class Chain:
             jobs.append(transaction_job(stx, key))
             owners.append((len(txs), stx))
             claim = self._unknown_claim(view, stx)
-            if claim is not None:
+            if claim is not None and claim not in claims:
+                claims.add(claim)
                 jobs.append(claim)
                 owners.append(None)
             txs.append(stx)
@@ -272,15 +286,16 @@ class Chain:
                 dispatched = len(jobs)
         if dispatched < len(jobs):
             waits.append(self.verifier.start(jobs[dispatched:]))
-        if not jobs:
-            return txs, _nothing_to_wait_for
 
-        def finish() -> None:
+        def finish() -> set[VerifyJob]:
             verdicts = [ok for wait in waits for ok in wait()]
+            forged: set[VerifyJob] = set()
             for job, owner, ok in zip(jobs, owners, verdicts, strict=True):
                 if owner is None:
                     if ok:
                         self.cache.remember_claim(job)
+                    else:
+                        forged.add(job)
                     continue
                 index, stx = owner
                 if not ok:
@@ -288,8 +303,9 @@ class Chain:
                         f"bad signature on transaction {stx.tx_id.hex()[:16]} at index {index}"
                     )
                 self.cache.add(stx, job[0])
+            return forged
 
-        return txs, finish
+        return Authenticated(txs, claims, finish if jobs else _no_forged_claims)
 
     # -- propose / validate / commit ------------------------------------------------------
 
@@ -352,17 +368,35 @@ class Chain:
             raise InvalidBlock(
                 f"height {header.height} does not follow parent {parent_header.height}"
             )
-        txs, signatures_checked = self.authenticate(raws, parent)
+        auth = self.authenticate(raws, parent)
+        txs = auth.txs
         if tx_root(txs) != header.tx_root:
             raise InvalidBlock("transaction Merkle root does not match the header")
-        writes, receipts, excluded = execute(
-            parent, parent_header, txs, self.chain_id, self.cache.check_signature
-        )
-        # The roots do not depend on the signatures' verdicts: compute them while the workers
-        # are still verifying, then judge in a fixed order (signatures first).
-        receipts_match = receipts_root(receipts) == header.receipts_root
-        layer = Layer(parent, writes.writes)
-        signatures_checked()
+        in_flight, check = auth.claims_in_flight, self.cache.check_signature
+
+        def run(check_signature: SignatureCheck) -> tuple[list[Receipt], Excluded, Layer, bool]:
+            writes, receipts, excluded = execute(
+                parent, parent_header, txs, self.chain_id, check_signature
+            )
+            receipts_match = receipts_root(receipts) == header.receipts_root
+            return receipts, excluded, Layer(parent, writes.writes), receipts_match
+
+        def optimistic(public_key: bytes, message: bytes, signature: bytes) -> bool:
+            """A carried signature still being verified counts as good for now."""
+            claim = (public_key, message, signature)
+            return claim in in_flight or check(*claim)
+
+        # Execution and the roots do not wait for the signatures' verdicts: they run while the
+        # workers verify, and the verdicts are judged first once they are in.
+        receipts, excluded, layer, receipts_match = run(optimistic)
+        forged = auth.wait()
+        if forged:
+            # Rare: a carried signature taken as good is forged. Execute again with the verdicts.
+            def verdict(public_key: bytes, message: bytes, signature: bytes) -> bool:
+                claim = (public_key, message, signature)
+                return claim not in forged and check(*claim)
+
+            receipts, excluded, layer, receipts_match = run(verdict)
         if excluded:
             stx, why = excluded[0]
             raise InvalidBlock(f"transaction {stx.tx_id.hex()[:16]}: {why}")
