@@ -83,6 +83,7 @@ class PoolVerifier:
         jobs_in, jobs_out = self._context.Pipe(duplex=False)
         verdicts_in, verdicts_out = self._context.Pipe(duplex=False)
         _enlarge(jobs_out)
+        _enlarge(verdicts_out)
         inherited = [jobs_out, verdicts_in]
         inherited += [
             end for w in self._pool for end in (w.jobs_out, w.verdicts_in) if not end.closed
@@ -113,6 +114,7 @@ class PoolVerifier:
         return self.start(jobs)()
 
     def _send(self, index: int, jobs: Sequence[VerifyJob]) -> Callable[[], list[bool]]:
+        self._collect(index)
         worker = self._pool[index]
         self._tickets += 1
         ticket = self._tickets
@@ -123,24 +125,37 @@ class PoolVerifier:
             self._replace(index)
         return lambda: self._answer(index, ticket)
 
+    def _collect(self, index: int) -> None:
+        """Take in the answers a worker has written already. Answers nobody waits for (a block
+        refused half-way) would otherwise fill its pipe, and a worker stuck writing one while
+        the caller is stuck writing it a piece would wait for each other for ever."""
+        worker = self._pool[index]
+        while worker.unanswered and worker.verdicts_in.poll():
+            self._read_answer(index)
+            worker = self._pool[index]
+
     def _answer(self, index: int, ticket: int) -> list[bool]:
         """The verdicts of one piece, reading the worker's earlier answers on the way."""
         while True:
             worker = self._pool[index]
             if ticket in worker.answers:
-                return worker.answers.pop(ticket)
+                verdicts = worker.answers.pop(ticket)
+                # Callers wait in the order they started: anything older was abandoned.
+                worker.answers = {t: v for t, v in worker.answers.items() if t > ticket}
+                return verdicts
             if not any(t == ticket for t, _ in worker.unanswered):
                 raise ValueError(f"piece {ticket} was already answered")
-            try:
-                data = worker.verdicts_in.recv_bytes()
-            except (EOFError, OSError):
-                self._replace(index)
-                continue
-            answered, _ = worker.unanswered.pop(0)
-            if answered >= ticket:
-                # Anything older was abandoned by its caller (a block refused half-way).
-                worker.answers = {t: v for t, v in worker.answers.items() if t > ticket}
-            worker.answers[answered] = [byte == 1 for byte in data]
+            self._read_answer(index)
+
+    def _read_answer(self, index: int) -> None:
+        worker = self._pool[index]
+        try:
+            data = worker.verdicts_in.recv_bytes()
+        except (EOFError, OSError):
+            self._replace(index)
+            return
+        answered, _ = worker.unanswered.pop(0)
+        worker.answers[answered] = [byte == 1 for byte in data]
 
     def _replace(self, index: int) -> None:
         """A worker died: verify what it left unanswered here, and start another."""
@@ -153,6 +168,10 @@ class PoolVerifier:
         fresh = self._spawn()
         fresh.answers = dead.answers
         self._pool[index] = fresh
+
+    def pending_answers(self) -> int:
+        """Pieces sent and not yet waited for (abandoned ones included until cleared)."""
+        return sum(len(w.unanswered) + len(w.answers) for w in self._pool)
 
     def worker_pids(self) -> list[int]:
         return [worker.process.pid or 0 for worker in self._pool]

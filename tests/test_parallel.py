@@ -55,3 +55,14 @@ def test_a_killed_worker_is_replaced_and_its_pieces_verified_anyway(pool):
     assert victim not in pool.worker_pids()
     again = _jobs(400, forged={10}, salt=b"after")
     assert pool.verify_many(again) == verify_jobs(again)
+
+
+def test_many_abandoned_pieces_neither_block_nor_pile_up(pool):
+    """Blocks refused half-way leave pieces nobody waits for; their answers are taken in as new
+    pieces go out, so the pipes never fill and only the awaited answers are kept."""
+    jobs = _jobs(2 * SERIAL_BELOW, forged={1})
+    for _ in range(200):
+        pool.start(jobs)
+    last = _jobs(2 * SERIAL_BELOW, forged={2}, salt=b"last")
+    assert pool.verify_many(last) == verify_jobs(last)
+    assert pool.pending_answers() == 0

@@ -98,21 +98,14 @@ class Layer:
     def __init__(self, base: State | Layer, writes: dict[str, Any]) -> None:
         self.base = base
         self.values = writes
-        self.digests: dict[str, int] = {}
-        self.encoded: dict[str, bytes] = {}
-        acc = base.accumulator
+        # One pass per step, rather than one loop doing every step per entry, keeps the
+        # per-entry work inside C calls: this runs for every key a block writes.
         encode = codec.encode
+        self.encoded = {key: encode(value) for key, value in writes.items() if value is not None}
+        self.digests = {key: entry_digest(key, data) for key, data in self.encoded.items()}
         digest_of = base.digests.get if type(base) is State else base.digest_of
-        encoded, digests = self.encoded, self.digests
-        for key, value in writes.items():
-            old = digest_of(key)
-            if old is not None:
-                acc -= old
-            if value is not None:
-                data = encoded[key] = encode(value)
-                digest = digests[key] = entry_digest(key, data)
-                acc += digest
-        self.accumulator = acc & _ACC_MASK
+        replaced = sum(filter(None, map(digest_of, writes)))
+        self.accumulator = (base.accumulator - replaced + sum(self.digests.values())) & _ACC_MASK
 
     @property
     def root(self) -> bytes:
