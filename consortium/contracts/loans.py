@@ -142,20 +142,21 @@ def lend(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, 
             raise RuleViolation(f"principal {principal} exceeds the face value {rcv['amount']}")
         view.put(records.RECEIVABLE + receivable_id, {**rcv, "loan": loan_id})
     move(view, who.id, borrower, principal)
+    # Keys in canonical (sorted) order: the state encodes the record without re-sorting it.
     loan: Loan = {
-        "id": loan_id,
+        "amount_due": amount_due,
         "bank": who.id,
         "borrower": borrower,
-        "principal": principal,
-        "amount_due": amount_due,
-        "repaid": 0,
-        "recovered": 0,
         "due_day": due_day,
-        "state": ACTIVE,
-        "receivable": receivable_id,
-        "task": None,
-        "receipt": None,
+        "id": loan_id,
         "line": None,
+        "principal": principal,
+        "receipt": None,
+        "receivable": receivable_id,
+        "recovered": 0,
+        "repaid": 0,
+        "state": ACTIVE,
+        "task": None,
     }
     view.put(records.LOAN + loan_id, loan)
     return {"loan": loan_id}

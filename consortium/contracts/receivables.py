@@ -81,18 +81,19 @@ def draft(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str,
     today = business_day(view)
     if due_day <= today:
         raise RuleViolation(f"due day {due_day} is not after today ({today})")
+    # Keys in canonical (sorted) order: the state encodes the record without re-sorting it.
     rcv: Receivable = {
-        "id": records.new_id(view, records.RECEIVABLE, "rcv", ctx.tx_id),
-        "drafter": who.id,
-        "holder": who.id,
-        "debtor": debtor,
         "amount": amount,
+        "children": (),
+        "debtor": debtor,
+        "drafter": who.id,
         "due_day": due_day,
-        "state": DRAFTED,
-        "pledgee": None,
+        "holder": who.id,
+        "id": records.new_id(view, records.RECEIVABLE, "rcv", ctx.tx_id),
         "loan": None,
         "parent": None,
-        "children": (),
+        "pledgee": None,
+        "state": DRAFTED,
     }
     _store(view, rcv)
     return {"receivable": rcv["id"]}

@@ -33,16 +33,17 @@ BASE_SCORE = 500
 MIN_SCORE = 0
 MAX_SCORE = 1000
 FACTORS: tuple[str, ...] = tuple(CreditFactors.__annotations__)
+# Keys in canonical (sorted) order: the state encodes the record without re-sorting it.
 NO_HISTORY: CreditFactors = {
+    "collection": 0,
     "confirmed": 0,
     "confirmed_amount": 0,
-    "on_time": 0,
-    "late": 0,
     "days_late": 0,
-    "overdue": 0,
-    "collection": 0,
-    "written_off": 0,
+    "late": 0,
     "liquidated": 0,
+    "on_time": 0,
+    "overdue": 0,
+    "written_off": 0,
 }
 
 

@@ -76,7 +76,7 @@ class ExecutedBlock:
 View = State | Layer
 
 
-VERIFY_CHUNK = 1024
+VERIFY_CHUNK = 256
 
 
 Excluded = list[tuple[SignedTransaction, str]]
