@@ -4,6 +4,7 @@ reason, and leaves the node's state untouched; the parallel and serial paths agr
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -221,3 +222,29 @@ def test_a_forged_confirmation_in_a_cold_block_fails_its_receipt(setting, pool):
     assert validated.header.state_root == block.header.state_root
     bad_claim = signature_claim(replica.state, forged.tx.op, forged.tx.args)
     assert bad_claim is not None and not replica.cache.knows_claim(bad_claim)
+
+
+def test_the_benchmark_prints_the_documented_keys():
+    """`consortium bench validator --json` as scripts call it (figures are not judged here)."""
+    from click.testing import CliRunner
+
+    from consortium.cli.bench_cmd import bench
+
+    result = CliRunner().invoke(
+        bench, ["validator", "--block-txs", "300", "--runs", "1", "--json"], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    figures = json.loads(result.stdout)
+    assert figures["block_txs"] == 300 and figures["signers"] >= 100
+    for key in ("verify_per_s_1core", "verify_per_s_all_cores", "cold_tx_per_s", "warm_tx_per_s"):
+        assert figures[key] > 0, key
+    assert figures["cores"] >= 1
+
+
+def test_the_benchmark_refuses_a_block_size_out_of_range():
+    from click.testing import CliRunner
+
+    from consortium.cli.bench_cmd import bench
+
+    result = CliRunner().invoke(bench, ["validator", "--block-txs", "0"])
+    assert result.exit_code == 2 and "--block-txs" in result.output
