@@ -222,6 +222,16 @@ def test_a_forged_confirmation_in_a_cold_block_fails_its_receipt(setting, pool):
     assert validated.header.state_root == block.header.state_root
     bad_claim = signature_claim(replica.state, forged.tx.op, forged.tx.args)
     assert bad_claim is not None and not replica.cache.knows_claim(bad_claim)
+    # The forged claim's verdict is remembered: a node that knows it does not verify it again
+    # (nor execute twice), and gives the same receipts.
+    assert replica.cache.knows_forged(bad_claim)
+    other_node = _chain_at(setting, pool)
+    other_node.cache.remember_claim(bad_claim, verified=False)
+    in_flight = other_node.authenticate([stx.raw for stx in txs], other_node.state).claims_in_flight
+    assert bad_claim not in in_flight and len(in_flight) == 1
+    other_node.cache = VerifiedCache()
+    other_node.cache.remember_claim(bad_claim, verified=False)
+    assert other_node.validate(block.block.encode()).receipts == block.receipts
 
 
 def test_the_benchmark_prints_the_documented_keys():

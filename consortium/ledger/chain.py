@@ -225,15 +225,15 @@ class Chain:
             raise InvalidTransaction(
                 f"bad signature on transaction {stx.tx_id.hex()[:16]}", "bad_tx_signature"
             )
-        if claim is not None and verdicts[1]:
-            self.cache.remember_claim(claim)
+        if claim is not None:
+            self.cache.remember_claim(claim, verdicts[1])
         self.cache.add(stx, key)
         return stx
 
     def _unknown_claim(self, view: View, stx: SignedTransaction) -> VerifyJob | None:
         """The signature the transaction carries for its contract, if not verified already."""
         claim = contracts.signature_claim(view, stx.tx.op, stx.tx.args)
-        if claim is None or self.cache.knows_claim(claim):
+        if claim is None or self.cache.knows_claim(claim) or self.cache.knows_forged(claim):
             return None
         return claim
 
@@ -292,9 +292,8 @@ class Chain:
             forged: set[VerifyJob] = set()
             for job, owner, ok in zip(jobs, owners, verdicts, strict=True):
                 if owner is None:
-                    if ok:
-                        self.cache.remember_claim(job)
-                    else:
+                    self.cache.remember_claim(job, ok)
+                    if not ok:
                         forged.add(job)
                     continue
                 index, stx = owner

@@ -50,31 +50,41 @@ class VerifiedCache:
     """Raw transaction bytes -> (decoded transaction, the public key its signature verified under),
     and the (key, message, signature) claims carried inside transactions that verified."""
 
-    __slots__ = ("_claims", "_entries", "capacity")
+    __slots__ = ("_claims", "_entries", "_forged", "capacity")
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[bytes, tuple[SignedTransaction, bytes]] = OrderedDict()
         self._claims: OrderedDict[VerifyJob, None] = OrderedDict()
+        # Claims that did not verify: remembered too, so that a forged confirmation resubmitted
+        # again and again costs one verification, not one per block it appears in.
+        self._forged: OrderedDict[VerifyJob, None] = OrderedDict()
 
-    def remember_claim(self, claim: VerifyJob) -> None:
-        """Record a claim whose signature verified."""
-        self._claims[claim] = None
-        if len(self._claims) > self.capacity:
-            self._claims.popitem(last=False)
+    def remember_claim(self, claim: VerifyJob, verified: bool = True) -> None:
+        """Record a claim's verdict (a pure function of the claim, so it never goes stale)."""
+        known = self._claims if verified else self._forged
+        known[claim] = None
+        if len(known) > self.capacity:
+            known.popitem(last=False)
 
     def knows_claim(self, claim: VerifyJob) -> bool:
+        """True if the claim verified before."""
         return claim in self._claims
 
+    def knows_forged(self, claim: VerifyJob) -> bool:
+        """True if the claim failed verification before."""
+        return claim in self._forged
+
     def check_signature(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        """ed25519 verification that looks up the claims verified before (same verdict)."""
+        """ed25519 verification that looks up the verdicts found before (same verdict)."""
         claim = (public_key, message, signature)
         if claim in self._claims:
             return True
-        if not verify(public_key, message, signature):
+        if claim in self._forged:
             return False
-        self.remember_claim(claim)
-        return True
+        verified = verify(public_key, message, signature)
+        self.remember_claim(claim, verified)
+        return verified
 
     def get(self, raw: bytes) -> tuple[SignedTransaction, bytes] | None:
         return self._entries.get(raw)
