@@ -5,7 +5,7 @@ the only way to use both cores is processes. Each worker reads pieces of jobs fr
 and writes back one byte per verdict. The caller writes the pieces itself (no feeder or result
 thread that would have to win the GIL from the executing main thread, which is what made a
 `ProcessPoolExecutor` leave workers idle), and the pipes are enlarged so that a whole block's
-pieces fit without the caller ever waiting on a busy worker. `start` therefore returns at once:
+pieces usually fit without the caller waiting on a busy worker, so `start` returns at once:
 the caller executes the block's contracts while the workers verify, and the block is accepted
 only if every verdict is true.
 
