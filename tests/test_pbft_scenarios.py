@@ -24,6 +24,10 @@ def _run_command(cluster: Cluster, line: str) -> list[str]:
         node, client, nonce = args
         cluster.submit(node, client, int(nonce))
         return []
+    if command == "offer":
+        node, client, nonce = args
+        cluster.offer(node, client, int(nonce))
+        return []
     if command == "deliver":
         if args == ["verbose"]:
             out = []
@@ -110,6 +114,12 @@ def test_normal_case() -> None:
 def test_view_change() -> None:
     """Section 4.4 (view changes): the primary crashes, backups time out and elect the next."""
     run_script("view_change.txt")
+
+
+def test_backups_relay_what_the_primary_missed() -> None:
+    """Section 4.1 (the client): a request the primary missed reaches it through the backups,
+    without a view change."""
+    run_script("relay.txt")
 
 
 def test_checkpoint_and_garbage_collection() -> None:

@@ -64,6 +64,7 @@ PROGRESS_TIMER = "progress"
 VIEW_CHANGE_TIMER = "view_change"
 STATUS_TIMER = "status"
 FETCH_TIMER = "fetch"
+RELAY_TIMER = "relay"
 
 
 @dataclass(slots=True)
@@ -140,6 +141,7 @@ class Replica:
         self.new_view_message: Signed | None = None
         self.own_view_change: Signed | None = None
         self.pending: dict[bytes, bytes] = {}
+        self.pending_since: dict[bytes, int] = {}  # when each pending request was last relayed
         self.peer_executed: dict[str, int] = {}
         self.fetch_target = 0
         self.fetch_attempt = 0
@@ -237,6 +239,8 @@ class Replica:
         elif name == FETCH_TIMER:
             self.fetch_attempt += 1
             self._start_fetch()
+        elif name == RELAY_TIMER:
+            self._relay_unproposed()
         return self._finish()
 
     @property
@@ -288,6 +292,12 @@ class Replica:
 
     def _status_interval(self) -> int:
         return max(self.config.view_change_timeout_ms // 2, 1)
+
+    def _relay_interval(self) -> int:
+        """How long a backup waits for the primary to propose a request before relaying it: a
+        quarter of the view-change timeout, so a request the primary missed costs a relay, not a
+        view change."""
+        return max(self.config.view_change_timeout_ms // 4, 1)
 
     def _check_sender(self, signed: Signed) -> None:
         if signed.sender not in self.keys:
@@ -356,10 +366,45 @@ class Replica:
                 self._send_to(self.primary, ForwardRequests((request,)))
             return False
         self.pending[request_id] = request
+        self.pending_since[request_id] = self._now
         if forward and not self.changing and self.primary != self.node_id:
             self._send_to(self.primary, ForwardRequests((request,)))
         self._arm_progress()
+        self._arm_relay()
         return True
+
+    def _drop_pending(self, request_id: bytes) -> None:
+        self.pending.pop(request_id, None)
+        self.pending_since.pop(request_id, None)
+
+    def _arm_relay(self) -> None:
+        if (
+            self.pending
+            and not self.changing
+            and self.primary != self.node_id
+            and RELAY_TIMER not in self.timer_due
+        ):
+            self._set_timer(RELAY_TIMER, self._now + self._relay_interval())
+
+    def _relay_unproposed(self) -> None:
+        """Relay to the primary the requests it has not proposed for a relay interval (PBFT
+        section 4.1: a backup forwards a client request to the primary). The primary may have
+        missed or shed the client's message while the backups hold it."""
+        if self.changing or self.primary == self.node_id:
+            return
+        cutoff = self._now - self._relay_interval()
+        inflight = self._inflight_ids()
+        stale = [
+            rid
+            for rid, since in self.pending_since.items()
+            if since <= cutoff and rid not in inflight
+        ][:MAX_FORWARDED_REQUESTS]
+        if stale:
+            self.stats["relayed_requests"] += len(stale)
+            self._send_to(self.primary, ForwardRequests(tuple(self.pending[r] for r in stale)))
+            for rid in stale:  # relayed again only after another interval without a proposal
+                self.pending_since[rid] = self._now
+        self._arm_relay()
 
     def _on_forward(self, body: ForwardRequests) -> None:
         added = False
@@ -416,7 +461,7 @@ class Replica:
             for request in batch:  # what the application refused will never be proposable
                 rid = self.app.request_id(request)
                 if rid not in included:
-                    self.pending.pop(rid, None)
+                    self._drop_pending(rid)
             if not ids:
                 self.app.discard_speculation_above(self.next_seq - 1)
                 continue
@@ -611,7 +656,7 @@ class Replica:
         self.committed_digests[seq] = cert.block_hash
         self._out.committed.append(CommittedBlock(seq, block, cert, ids))
         for rid in ids:
-            self.pending.pop(rid, None)
+            self._drop_pending(rid)
             self._out.replies.append(Reply(rid, seq, cert.block_hash))
         if not self.changing:
             self.failed_views = 0
@@ -881,7 +926,10 @@ class Replica:
         if self.primary != self.node_id and self.pending:
             requests = tuple(self.pending.values())[:MAX_FORWARDED_REQUESTS]
             self._send_to(self.primary, ForwardRequests(requests))
+        for rid in self.pending_since:
+            self.pending_since[rid] = self._now
         self._arm_progress()
+        self._arm_relay()
         self._progress()
         self._maybe_propose()
 

@@ -162,6 +162,17 @@ class Cluster:
             self._apply(node, node.replica.submit(request, self.now))
         return rid
 
+    def offer(self, node_id: str, client: str, nonce: int) -> bytes:
+        """A request as a client broadcasts it on the bus: each replica gets it directly and
+        does not forward it (`submit_many(..., forward=False)`)."""
+        rid = request_id_of(client, nonce)
+        self.submitted.add(rid)
+        node = self.nodes[node_id]
+        if node.replica is not None:
+            request = make_request(client, nonce, b"op")
+            self._apply(node, node.replica.submit_many((request,), self.now, forward=False))
+        return rid
+
     def deliver(self, index: int = 0) -> Envelope | None:
         if not self.queue:
             return None
