@@ -3,6 +3,10 @@
 A commit notice carries every receipt of one committed block, signed by the node, so a client
 counts f+1 matching notices from distinct nodes instead of receiving one reply per transaction
 per node. The signature lets a client trust a notice without trusting the broker.
+
+A client that missed the broadcast asks (or retransmits) and each node answers it alone: with a
+commit notice that lists only the asked receipts of a block (the signature covers exactly the
+receipts a notice lists), or with an `UnknownNotice` for transactions it has not committed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from consortium.errors import CodecError
 from consortium.ledger.block import Receipt, encode_receipts
 
 NOTICE_DOMAIN = "consortium/notice"
+UNKNOWN_DOMAIN = "consortium/unknown"
+MAX_ASKED_TXS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +47,87 @@ class CommitNotice:
     @staticmethod
     def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> CommitNotice:
         """Parse and authenticate a notice; raises CodecError for anything wrong."""
-        body, signature = codec.expect_tuple(codec.decode(data), 2, "notice")
-        codec.expect_type(body, bytes, "notice.body")
-        codec.expect_type(signature, bytes, "notice.signature")
-        fields = codec.expect_tuple(codec.decode(body), 7, "notice.body")
-        domain, chain, node, height, block_hash, day, receipts = fields
-        if domain != NOTICE_DOMAIN or chain != chain_id:
-            raise CodecError("notice for another chain or purpose")
-        key = node_keys.get(node) if isinstance(node, str) else None
-        if key is None or not verify(key, body, signature):
-            raise CodecError(f"notice not signed by node {node!r}")
+        body, signature = _signed_body(data, chain_id, node_keys, NOTICE_DOMAIN, 7)
+        _, _, node, height, block_hash, day, receipts = body
         codec.expect_type(height, int, "notice.height")
         codec.expect_type(block_hash, bytes, "notice.block_hash")
         codec.expect_type(day, int, "notice.business_day")
         codec.expect_type(receipts, tuple, "notice.receipts")
         parsed = tuple(Receipt.from_wire(r) for r in receipts)
         return CommitNotice(node, height, block_hash, day, parsed, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownNotice:
+    """A node's signed statement that, at its committed `height`, it holds none of `tx_ids`."""
+
+    node: str
+    height: int
+    tx_ids: tuple[bytes, ...]
+    signature: bytes = b""
+
+    def _body(self, chain_id: str) -> bytes:
+        return codec.encode((UNKNOWN_DOMAIN, chain_id, self.node, self.height, self.tx_ids))
+
+    def signed(self, chain_id: str, key: KeyPair) -> bytes:
+        body = self._body(chain_id)
+        return codec.encode_flat((body, key.sign(body)))
+
+    @staticmethod
+    def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> UnknownNotice:
+        body, signature = _signed_body(data, chain_id, node_keys, UNKNOWN_DOMAIN, 5)
+        _, _, node, height, tx_ids = body
+        codec.expect_type(height, int, "unknown.height")
+        codec.expect_type(tx_ids, tuple, "unknown.tx_ids")
+        for tx_id in tx_ids:
+            codec.expect_type(tx_id, bytes, "unknown.tx_id")
+        return UnknownNotice(node, height, tx_ids, signature)
+
+
+def _signed_body(
+    data: bytes, chain_id: str, node_keys: dict[str, bytes], domain: str, fields: int
+) -> tuple[tuple, bytes]:
+    """`[body, signature]` whose body is `[domain, chain, node, ...]` signed by that node."""
+    body, signature = codec.expect_tuple(codec.decode(data), 2, "notice")
+    codec.expect_type(body, bytes, "notice.body")
+    codec.expect_type(signature, bytes, "notice.signature")
+    decoded = codec.expect_tuple(codec.decode(body), fields, "notice.body")
+    if decoded[0] != domain or decoded[1] != chain_id:
+        raise CodecError("notice for another chain or purpose")
+    node = decoded[2]
+    key = node_keys.get(node) if isinstance(node, str) else None
+    if key is None or not verify(key, body, signature):
+        raise CodecError(f"notice not signed by node {node!r}")
+    return decoded, signature
+
+
+def decode_answer(
+    data: bytes, chain_id: str, node_keys: dict[str, bytes]
+) -> CommitNotice | UnknownNotice:
+    """A node's answer to one client: a commit notice or an unknown notice."""
+    try:
+        return CommitNotice.decode(data, chain_id, node_keys)
+    except CodecError:
+        return UnknownNotice.decode(data, chain_id, node_keys)
+
+
+def encode_outcome_query(tx_ids: list[bytes]) -> bytes:
+    if not 0 < len(tx_ids) <= MAX_ASKED_TXS:
+        raise CodecError(f"an outcome query asks for 1 to {MAX_ASKED_TXS} transactions")
+    return codec.encode_flat(list(tx_ids))
+
+
+def decode_outcome_query(data: bytes) -> tuple[bytes, ...]:
+    """The transaction ids a client asks about; raises CodecError for anything else."""
+    tx_ids = codec.expect_type(
+        codec.decode(data, max_items=MAX_ASKED_TXS, max_bytes=64 * 1024), tuple, "query"
+    )
+    if not tx_ids:
+        raise CodecError("an outcome query asks for at least one transaction")
+    for tx_id in tx_ids:
+        if not isinstance(tx_id, bytes) or len(tx_id) != 32:
+            raise CodecError("an outcome query lists 32-byte transaction ids")
+    return tx_ids
 
 
 def encode_status(status: dict[str, Any]) -> bytes:

@@ -75,13 +75,15 @@ def test_acl_lets_each_login_write_only_its_own_topics(tmp_path: Path) -> None:
     chain = f"c/{CHAIN_ID}"
     assert blocks[node_username("bank-a")] == [
         f"topic write {chain}/pbft/bank-a/#",
-        f"topic write {chain}/commit/bank-a",
+        f"topic write {chain}/commit/bank-a/#",
         f"topic write {chain}/status/bank-a",
         f"topic read {chain}/#",
     ]
     assert blocks[client_username("supplier-a")] == [
         f"topic write {chain}/req/supplier-a",
+        f"topic write {chain}/ask/supplier-a",
         f"topic read {chain}/commit/+",
+        f"topic read {chain}/commit/+/to/supplier-a",
         f"topic read {chain}/status/+",
     ]
     assert blocks[client_username("load-0")][0] == f"topic write {chain}/req/load-0"

@@ -35,11 +35,23 @@ def test_layout_is_the_documented_one() -> None:
         "c/consortium-local/pbft/+",
         "c/consortium-local/pbft/+/to/core",
         "c/consortium-local/req/+",
+        "c/consortium-local/ask/+",
         "c/consortium-local/control/core",
     )
-    assert topics.client_subscriptions(CHAIN) == (
+    assert topics.client_subscriptions(CHAIN, "supplier-a") == (
         "c/consortium-local/commit/+",
+        "c/consortium-local/commit/+/to/supplier-a",
         "c/consortium-local/status/+",
+    )
+    assert (
+        topics.commit_direct_topic(CHAIN, "core", "supplier-a")
+        == "c/consortium-local/commit/core/to/supplier-a"
+    )
+    assert topics.parse_topic(CHAIN, "c/consortium-local/commit/core/to/supplier-a") == (
+        topics.ParsedTopic(topics.TopicKind.COMMIT, "core", "supplier-a")
+    )
+    assert topics.parse_topic(CHAIN, "c/consortium-local/ask/supplier-a") == (
+        topics.ParsedTopic(topics.TopicKind.ASK, "supplier-a")
     )
 
 

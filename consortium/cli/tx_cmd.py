@@ -1,4 +1,5 @@
-"""`consortium tx submit`: sign one transaction as a member and wait for its receipt."""
+"""`consortium tx submit`: sign one transaction as a member and wait for its receipt;
+`consortium tx status`: ask the network for the outcome of any transaction id."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 from rich.console import Console
 
 from consortium.cli.common import ConsortiumGroup, config_option, json_option, load, print_json
-from consortium.client.client import ChainClient, ClientLogin
+from consortium.client.client import ChainClient, ClientLogin, Outcome
 from consortium.client.wallet import Wallet
 from consortium.errors import ConfigError
 from consortium.keys import load_keypair
@@ -95,3 +96,81 @@ def tx_submit(
             Console().print(outcome.as_json()["result"])
     if not outcome.ok:
         raise SystemExit(1)
+
+
+def _tx_id(text: str) -> bytes:
+    hex_text = text[2:] if text.startswith("0x") else text
+    try:
+        tx_id = bytes.fromhex(hex_text)
+    except ValueError:
+        tx_id = b""
+    if len(tx_id) != 32:
+        raise ConfigError(f"TXID {text[:80]!r} is not a transaction id (64 hex digits)")
+    return tx_id
+
+
+@tx.command("status")
+@click.argument("txid")
+@click.option(
+    "--as",
+    "member_id",
+    default=None,
+    help="The member whose broker login asks (default: the first member of the config).",
+)
+@click.option(
+    "--timeout", default=10.0, show_default=True, help="Seconds to wait for the nodes' answers."
+)
+@config_option
+@json_option
+def tx_status(
+    txid: str, member_id: str | None, timeout: float, config_path: str, as_json: bool
+) -> None:
+    """The outcome of transaction TXID, from f+1 matching signed node answers; says so when the
+    network does not know it (exit status 2)."""
+    tx_id = _tx_id(txid)
+    config, keys = load(config_path)
+    asker = member_id or config.members[0].id
+    config.member(asker)
+
+    async def run() -> Any:
+        async with ChainClient(config, keys, ClientLogin.local(config, asker)) as client:
+            return (await client.outcomes([tx_id], timeout_s=timeout))[0]
+
+    answer = asyncio.run(run())
+    if isinstance(answer, Outcome):
+        report = {
+            "tx": tx_id.hex(),
+            "known": True,
+            "height": answer.height,
+            "block_hash": answer.block_hash.hex(),
+            "business_day": answer.business_day,
+            "ok": answer.ok,
+            "reason": answer.reason,
+            "result": answer.as_json()["result"],
+        }
+    else:
+        report = {
+            "tx": tx_id.hex(),
+            "known": False,
+            "height": None,
+            "block_hash": None,
+            "ok": None,
+            "reason": None,
+            "answered_unknown": answer.heights,
+        }
+    if as_json:
+        print_json(report)
+    elif report["known"]:
+        verdict = "committed" if report["ok"] else f"rejected: {report['reason']}"
+        Console().print(
+            f"tx {tx_id.hex()[:16]}: {verdict} at height {report['height']}"
+            f" (block {str(report['block_hash'])[:16]})"
+        )
+    else:
+        heights = ", ".join(f"{n} at {h}" for n, h in sorted(answer.heights.items()))
+        Console().print(
+            f"tx {tx_id.hex()[:16]}: unknown: no f+1 nodes hold it"
+            + (f" (answered by {heights})" if heights else " (no node answered)")
+        )
+    if not report["known"]:
+        raise SystemExit(2)

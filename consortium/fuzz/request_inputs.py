@@ -16,7 +16,7 @@ from consortium import codec
 from consortium.client.wallet import Wallet
 from consortium.crypto import KeyPair
 from consortium.ledger.tx import SignedTransaction, Transaction
-from consortium.node.process import MAX_REQUESTS_PER_MESSAGE
+from consortium.node.core import MAX_REQUESTS_PER_MESSAGE
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,16 +34,18 @@ Layouts measured and left alone: a rowid `txs` table with an index on the id dir
 are small and cost more per block once they are large; `mmap_size` and UPSERT instead of
 `INSERT OR REPLACE` made no measurable difference.
 
-Durability is unchanged: WAL with `synchronous=NORMAL`, as before. COMMIT returns once its WAL
-frames are written to the file (the OS page cache), so a commit survives the process being killed
-(`kill -9`); a power loss or OS crash may drop the last commits, never half of one (WAL's
-guarantee; a checkpoint still syncs the WAL before copying it back). The page cache and the
-checkpoint interval change how much work a COMMIT does, not when it is durable. The schema is the
-one earlier versions wrote.
+Durability: WAL with `synchronous=NORMAL`, so COMMIT returns once its WAL frames are in the OS
+page cache: a commit survives the process being killed (`kill -9`), never half of one. What must
+survive a power loss or an OS crash is made durable by `sync`, one `fsync` of the WAL that covers
+every commit before it (blocks and consensus records alike). The node calls it once per turn of
+its event loop, after the turn's steps and before anything they send leaves (`durable: false` in
+nodes.yaml skips it, unsafe under power loss). The page cache and the checkpoint interval change how
+much work a COMMIT does, not when it is durable. The schema is the one earlier versions wrote.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,9 +134,34 @@ class Store:
             self.db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             self.db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             self.db.executescript(_SCHEMA)
+        self._wal_fd: int | None = None
 
     def close(self) -> None:
         self.db.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+
+    def sync(self) -> None:
+        """Make every commit so far durable: `fsync` the WAL, which holds them all in WAL mode
+        (a checkpoint syncs what it copies into the database file itself)."""
+        if self._wal_fd is None:
+            wal = self.path.with_name(self.path.name + "-wal")
+            try:
+                self._wal_fd = os.open(wal, os.O_RDONLY)
+            except FileNotFoundError:  # nothing written since the last checkpoint truncated it
+                fd = os.open(self.path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                return
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the WAL's directory entry, once
+            finally:
+                os.close(directory)
+        os.fsync(self._wal_fd)
 
     # -- meta ------------------------------------------------------------------------------
 
@@ -154,7 +181,8 @@ class Store:
         return dict(self.db.execute("SELECT key, value FROM consensus"))
 
     def write_consensus_records(self, writes: list[tuple[str, bytes | None]]) -> None:
-        """Apply the replica's writes (None deletes) in one transaction, before anything is sent.
+        """Apply the replica's writes (None deletes) in one transaction; `sync` then makes them
+        durable before anything that depends on them is sent.
 
         Writes to one key within a call: the last one wins, as if applied in order."""
         if not writes:

@@ -6,9 +6,10 @@ Everything lives in `<run_dir>/broker/`:
 - `passwords`: mosquitto's `$7$` PBKDF2-SHA512 hashes, one login per node (`node-<id>`), per member
   client (`client-<id>`), per load generator (`client-load-<n>`, topic name `load-<n>`) and the
   `operator`.
-- `acl`: a node may publish only on its own topics (`pbft/<node>/#`, `commit/<node>`,
-  `status/<node>`), a client only on `req/<client>`, the operator only on `control/#`. Nodes and the
-  operator read the whole chain; clients read `commit/+` and `status/+`. mosquitto silently drops
+- `acl`: a node may publish only on its own topics (`pbft/<node>/#`, `commit/<node>/#`,
+  `status/<node>`), a client only on `req/<client>` and `ask/<client>`, the operator only on
+  `control/#`. Nodes and the operator read the whole chain; clients read `commit/+`, their own
+  answers `commit/+/to/<client>`, and `status/+`. mosquitto silently drops
   a publish the ACL denies, so a node cannot speak for another one even before signatures are
   checked.
 - `credentials`: the plain passwords (msgpack map `users: {username: password}`, mode 0600). They are
@@ -169,7 +170,7 @@ def _logins(config: NetworkConfig, load_clients: int) -> tuple[_Login, ...]:
             node_username(node_id),
             (
                 f"topic write {topics.pbft_topic(chain, node_id)}/#",
-                f"topic write {topics.commit_topic(chain, node_id)}",
+                f"topic write {topics.commit_topic(chain, node_id)}/#",
                 f"topic write {topics.status_topic(chain, node_id)}",
                 f"topic read {everything}",
             ),
@@ -186,7 +187,9 @@ def _logins(config: NetworkConfig, load_clients: int) -> tuple[_Login, ...]:
             client_username(client_id),
             (
                 f"topic write {topics.request_topic(chain, client_id)}",
+                f"topic write {topics.ask_topic(chain, client_id)}",
                 f"topic read {topics.commit_filter(chain)}",
+                f"topic read {topics.answer_filter(chain, client_id)}",
                 f"topic read {topics.status_filter(chain)}",
             ),
         )

@@ -9,11 +9,14 @@ Every topic lives under `c/<chain_id>/`, so several chains can share one broker 
 | `c/<chain>/pbft/<node>/to/<dest>`   | node      | point-to-point from <node> to <dest> (state transfer) |
 | `c/<chain>/req/<client>`            | client    | signed transactions submitted by a member or load generator |
 | `c/<chain>/commit/<node>`           | node      | one message per block <node> committed, with its receipts |
+| `c/<chain>/commit/<node>/to/<client>` | node    | <node>'s answers to one client: asked receipts, or "unknown" |
+| `c/<chain>/ask/<client>`            | client    | outcome queries: the transaction ids a client asks about |
 | `c/<chain>/status/<node>`           | node      | retained status heartbeat, for dashboards          |
 | `c/<chain>/control/<node>`          | operator  | authenticated fault-injection commands for <node>  |
 
-Nodes subscribe to `pbft/+`, `pbft/+/to/<self>`, `req/+` and `control/<self>`; clients to
-`commit/+` (they accept a result once f+1 nodes report the same receipt) and `status/+`.
+Nodes subscribe to `pbft/+`, `pbft/+/to/<self>`, `req/+`, `ask/+` and `control/<self>`; clients
+to `commit/+` and `commit/+/to/<self>` (they accept a result once f+1 nodes report the same
+receipt) and `status/+`.
 
 Watching the bus (the operator's login may read everything; its password is in
 `<run_dir>/broker/credentials`, see `consortium.node.broker.read_credentials`):
@@ -48,11 +51,13 @@ class TopicKind(StrEnum):
     COMMIT = "commit"
     STATUS = "status"
     CONTROL = "control"
+    ASK = "ask"
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedTopic:
-    """Who published on a topic; `dest` is set only for point-to-point pbft messages."""
+    """Who published on a topic; `dest` is set only for point-to-point messages (a pbft message
+    to one node, or a node's answer to one client)."""
 
     kind: TopicKind
     publisher: str
@@ -103,6 +108,15 @@ def commit_topic(chain_id: str, node_id: str) -> str:
     return f"{_chain(chain_id)}/commit/{_name(node_id, 'node')}"
 
 
+def commit_direct_topic(chain_id: str, node_id: str, client_id: str) -> str:
+    """A node's answers to one client (outcomes it asked for or retransmitted)."""
+    return f"{commit_topic(chain_id, node_id)}/to/{_name(client_id, 'client')}"
+
+
+def ask_topic(chain_id: str, client_id: str) -> str:
+    return f"{_chain(chain_id)}/ask/{_name(client_id, 'client')}"
+
+
 def status_topic(chain_id: str, node_id: str) -> str:
     return f"{_chain(chain_id)}/status/{_name(node_id, 'node')}"
 
@@ -128,6 +142,15 @@ def commit_filter(chain_id: str) -> str:
     return f"{_chain(chain_id)}/commit/+"
 
 
+def answer_filter(chain_id: str, client_id: str) -> str:
+    """Every node's answers to `client_id`."""
+    return f"{_chain(chain_id)}/commit/+/to/{_name(client_id, 'client')}"
+
+
+def ask_filter(chain_id: str) -> str:
+    return f"{_chain(chain_id)}/ask/+"
+
+
 def status_filter(chain_id: str) -> str:
     return f"{_chain(chain_id)}/status/+"
 
@@ -143,12 +166,13 @@ def node_subscriptions(chain_id: str, node_id: str) -> tuple[str, ...]:
         pbft_broadcast_filter(chain_id),
         pbft_direct_filter(chain_id, node_id),
         request_filter(chain_id),
+        ask_filter(chain_id),
         control_topic(chain_id, node_id),
     )
 
 
-def client_subscriptions(chain_id: str) -> tuple[str, ...]:
-    return (commit_filter(chain_id), status_filter(chain_id))
+def client_subscriptions(chain_id: str, client_id: str) -> tuple[str, ...]:
+    return (commit_filter(chain_id), answer_filter(chain_id, client_id), status_filter(chain_id))
 
 
 def parse_topic(chain_id: str, topic: str) -> ParsedTopic:
@@ -167,6 +191,6 @@ def parse_topic(chain_id: str, topic: str) -> ParsedTopic:
         raise TopicError(f"topic {topic[:120]!r} has an invalid node or client name")
     if len(names) == 1:
         return ParsedTopic(kind, names[0])
-    if kind is TopicKind.PBFT and len(names) == 3 and names[1] == "to":
+    if kind in (TopicKind.PBFT, TopicKind.COMMIT) and len(names) == 3 and names[1] == "to":
         return ParsedTopic(kind, names[0], names[2])
     raise TopicError(f"topic {topic[:120]!r} has unexpected levels")
