@@ -1,7 +1,9 @@
 """`nodes.yaml`: the network's organisations, nodes, consensus settings and genesis.
 
 The loader checks the whole file and raises `ConfigError` naming the first bad field, so a typo never
-starts a network that later disagrees with itself.
+starts a network that later disagrees with itself. Every command loads the file through
+`load_config`, so none accepts a file that another refuses, and every refusal is one line: the field
+(`nodes[0].role: ...`) or, when the file is not even YAML, `FILE:LINE:COLUMN: problem`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.error import MarkedYAMLError
+from yaml.nodes import MappingNode, Node
+from yaml.reader import ReaderError
 
 from consortium.errors import ConfigError
 from consortium.roles import ROLES
+from consortium.transport.topics import is_valid_chain_id
+from consortium.transport.url import parse_broker_url
 
 MIN_NODES = 4
-_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# Deeper than any real nodes.yaml (which nests four levels), shallow enough that neither the YAML
+# composer nor anything walking the result can run out of stack.
+MAX_DEPTH = 32
+# Far above a network of thousands of members; stops a config pointed at /dev/zero or a disk image.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+DEFAULT_BROKER = "mqtt://127.0.0.1:18830"
+_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 NODE_ROLES = frozenset({"bank", "core_enterprise", "collection_agency", "regulator"})
 
 
@@ -82,6 +97,10 @@ class NetworkConfig:
     members: tuple[MemberConfig, ...]
     genesis: GenesisConfig
     broker_tls: BrokerTlsConfig | None = None
+    durable: bool = True
+    """Sync the store before anything that depends on it is sent. `durable: false` keeps only
+    what survives a process kill: unsafe under power loss or an OS crash (a node may forget a
+    vote it sent), and faster on disks where a sync is slow."""
 
     @property
     def nodes(self) -> tuple[MemberConfig, ...]:
@@ -110,17 +129,42 @@ def _typed(value: Any, kind: type, where: str) -> Any:
     return value
 
 
+def _section(value: Any, kind: type, where: str) -> Any:
+    """An optional part of the file: absent or left empty (`consensus:`) means its defaults, but
+    anything else (`consensus: 0`) must have the right type rather than be read as empty."""
+    return kind() if value is None else _typed(value, kind, where)
+
+
+def _field(where: str, key: Any) -> str:
+    """`where.key`, or `where['key']` when the key would not print as one plain word (so a key
+    holding a newline cannot split the message)."""
+    if isinstance(key, str) and re.fullmatch(r"[\w.-]+", key):
+        return f"{where}.{key}"
+    return f"{where}[{key!r}]"
+
+
 def _known_fields(mapping: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(mapping) - allowed)
+    # Sorted by repr: YAML keys need not be strings, and `1` and `'x'` do not compare.
+    unknown = sorted((key for key in mapping if key not in allowed), key=repr)
     if unknown:
-        raise ConfigError(f"{where}: unknown field '{unknown[0]}'")
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+
+
+def _path(value: Any, where: str) -> str:
+    """A path the OS can use (a relative one is under the config's folder): an empty one would
+    mean that folder itself, and a NUL byte (`"\\0"` in YAML) would fail every system call later,
+    far from the config."""
+    value = _typed(value, str, where)
+    if not value or "\0" in value:
+        raise ConfigError(f"{where}: {value!r} is not a path")
+    return value
 
 
 def _member(raw: Any, where: str, runs_node: bool) -> MemberConfig:
     raw = _typed(raw, dict, where)
     _known_fields(raw, {"id", "role"}, where)
     member_id = _require(raw, "id", str, where)
-    if not _ID_PATTERN.match(member_id):
+    if not _ID_PATTERN.fullmatch(member_id):
         raise ConfigError(f"{where}.id: {member_id!r} must be lowercase letters, digits and '-'")
     role = _require(raw, "role", str, where)
     if role not in ROLES:
@@ -133,7 +177,7 @@ def _member(raw: Any, where: str, runs_node: bool) -> MemberConfig:
 
 
 def _consensus(raw: Any) -> ConsensusConfig:
-    raw = _typed(raw or {}, dict, "consensus")
+    raw = _section(raw, dict, "consensus")
     defaults = ConsensusConfig()
     _known_fields(raw, set(ConsensusConfig.__slots__), "consensus")
     values = {}
@@ -148,18 +192,23 @@ def _consensus(raw: Any) -> ConsensusConfig:
 
 
 def _amounts(raw: Any, where: str, ids: set[str]) -> dict[str, int]:
-    raw = _typed(raw or {}, dict, where)
+    raw = _section(raw, dict, where)
     for key, value in raw.items():
         if key not in ids:
-            raise ConfigError(f"{where}.{key}: no such member")
-        if _typed(value, int, f"{where}.{key}") < 0:
-            raise ConfigError(f"{where}.{key}: must not be negative")
+            raise ConfigError(f"{_field(where, key)}: no such member")
+        if _typed(value, int, _field(where, key)) < 0:
+            raise ConfigError(f"{_field(where, key)}: must not be negative")
     return dict(raw)
 
 
 def parse_config(raw: Any, path: Path) -> NetworkConfig:
     """Check a parsed YAML document and build the typed configuration."""
-    raw = _typed(raw, dict, "nodes.yaml")
+    if raw is None:
+        raise ConfigError("nodes.yaml: the file is empty; it needs at least chain_id and nodes")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"nodes.yaml: the top level must be a mapping of fields, not a {type(raw).__name__}"
+        )
     allowed = {
         "chain_id",
         "keys_dir",
@@ -169,11 +218,17 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         "broker_tls",
         "consensus",
         "nodes",
+        "durable",
     }
     _known_fields(raw, allowed | {"members", "genesis"}, "nodes.yaml")
     chain_id = _require(raw, "chain_id", str, "nodes.yaml")
+    if not is_valid_chain_id(chain_id):
+        raise ConfigError(
+            f"chain_id: {chain_id!r} cannot be an MQTT topic level: use up to 64 letters, digits,"
+            " '.', '_' and '-', starting with a letter or digit"
+        )
     nodes_raw = _require(raw, "nodes", list, "nodes.yaml")
-    members_raw = _typed(raw.get("members") or [], list, "members")
+    members_raw = _section(raw.get("members"), list, "members")
     members = [_member(m, f"nodes[{i}]", True) for i, m in enumerate(nodes_raw)]
     members += [_member(m, f"members[{i}]", False) for i, m in enumerate(members_raw)]
     seen: set[str] = set()
@@ -186,28 +241,30 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         raise ConfigError(f"nodes: {node_count} nodes, PBFT needs at least {MIN_NODES}")
     if not any(m.role == "regulator" for m in members):
         raise ConfigError("nodes: the network needs a regulator")
-    genesis_raw = _typed(raw.get("genesis") or {}, dict, "genesis")
+    genesis_raw = _section(raw.get("genesis"), dict, "genesis")
     _known_fields(genesis_raw, {"balances", "credit_lines"}, "genesis")
     genesis = GenesisConfig(
         balances=_amounts(genesis_raw.get("balances"), "genesis.balances", seen),
         credit_lines=_amounts(genesis_raw.get("credit_lines"), "genesis.credit_lines", seen),
     )
     base = path.parent
-    broker = _typed(raw.get("broker") or "mqtt://127.0.0.1:18830", str, "broker")
-    if not re.match(r"^mqtts?://[^/:]+(:\d+)?$", broker):
-        raise ConfigError(f"broker: {broker!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    broker = raw.get("broker")
+    broker = DEFAULT_BROKER if broker is None else _typed(broker, str, "broker")
+    # The same check `up` and every connection make, so no command accepts a broker they refuse.
+    parse_broker_url(broker)
     tls = _broker_tls(raw.get("broker_tls"), base)
     return NetworkConfig(
         path=path,
         chain_id=chain_id,
-        keys_dir=base / _typed(raw.get("keys_dir", "keys"), str, "keys_dir"),
-        data_dir=base / _typed(raw.get("data_dir", "data"), str, "data_dir"),
-        run_dir=base / _typed(raw.get("run_dir", "run"), str, "run_dir"),
+        keys_dir=base / _path(raw.get("keys_dir", "keys"), "keys_dir"),
+        data_dir=base / _path(raw.get("data_dir", "data"), "data_dir"),
+        run_dir=base / _path(raw.get("run_dir", "run"), "run_dir"),
         broker_url=broker,
         consensus=_consensus(raw.get("consensus")),
         members=tuple(members),
         genesis=genesis,
         broker_tls=tls,
+        durable=_typed(raw.get("durable", True), bool, "durable"),
     )
 
 
@@ -219,18 +276,121 @@ def _broker_tls(raw: Any, base: Path) -> BrokerTlsConfig | None:
     paths = {}
     for name in ("certfile", "keyfile", "cafile"):
         value = raw.get(name)
-        paths[name] = None if value is None else base / _typed(value, str, f"broker_tls.{name}")
+        paths[name] = None if value is None else base / _path(value, f"broker_tls.{name}")
     return BrokerTlsConfig(**paths)
 
 
-def load_config(path: str | Path = "nodes.yaml") -> NetworkConfig:
-    path = Path(path)
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` refusing, as a `YAMLError` with a position, what it would otherwise let
+    through or crash on: a key given twice in one mapping (the last would silently win), nesting
+    deeper than `MAX_DEPTH` (its composer recurses per level into a RecursionError), and scalars its
+    constructors choke on (`2024-13-45`, `!!int x`: ValueError, KeyError and the like)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._keys_checked: set[int] = set()
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            kind = node.tag.rsplit(":", 1)[-1]
+            value = f" {node.value[:40]!r}" if isinstance(node.value, str) else ""
+            problem = f"cannot read{value} as {kind}: {exc}"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        # Every mapping passes here before `<<` merges are spliced into it; checked afterwards, a
+        # merged key that the mapping overrides, as merges are meant to be used, would look doubled.
+        if id(node) not in self._keys_checked:
+            self._keys_checked.add(id(node))
+            self._refuse_duplicate_keys(node)
+        super().flatten_mapping(node)
+
+    def _refuse_duplicate_keys(self, node: MappingNode) -> None:
+        first_lines: dict[Any, str] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            try:
+                first = first_lines.get(key)
+            except TypeError:
+                continue  # an unhashable key, which the base class refuses with its own message
+            if first is not None:
+                problem = f"duplicate key {key!r} (first at {first})"
+                raise ConstructorError(None, None, problem, key_node.start_mark)
+            mark = key_node.start_mark
+            first_lines[key] = f"{mark.line + 1}:{mark.column + 1}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(_one_line(f"cannot read {path}: {reason}")) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, not a network file")
     try:
-        raw = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """One YAML document, or a `ConfigError` of the form `FILE:LINE:COLUMN: problem`."""
+    try:
+        loader = _StrictLoader(text)  # the reader checks for unprintable characters right away
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        problem = f"character #x{exc.character:04x} is not allowed in YAML ({exc.reason})"
+        raise ConfigError(f"{source}:{line}:{column}: {problem}") from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        # "but found another document": the composer's problems continue its context's sentence.
+        problem = (exc.problem or exc.context or "not valid YAML").removeprefix("but ")
+        if exc.problem and exc.context:
+            started = exc.context_mark
+            at = f" at {started.line + 1}:{started.column + 1}" if started else ""
+            problem = f"{problem} ({exc.context}{at})"
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(_one_line(f"{where}: {problem}")) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(raw, path.resolve())
+        raise ConfigError(_one_line(f"{source}: not valid YAML: {exc}")) from None
+
+
+def load_config(path: str | Path = "nodes.yaml") -> NetworkConfig:
+    """Read and check `nodes.yaml`: the one way every command gets its configuration, so whatever
+    is wrong with the file, each refuses it with the same one-line `ConfigError`."""
+    path = Path(path)
+    return parse_config(_load_yaml(_read_text(path), str(path)), path.resolve())

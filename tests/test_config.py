@@ -1,15 +1,40 @@
-"""nodes.yaml: the default file loads, and each kind of mistake is named."""
+"""nodes.yaml: the default file loads, and each kind of mistake is named in one line."""
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from consortium.config import load_config, parse_config
+from consortium.cli.main import cli
+from consortium.config import MAX_DEPTH, MAX_FILE_BYTES, load_config, parse_config
 from consortium.errors import ConfigError
 from consortium.keys import init_keys, load_directory, load_keypair
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TEXT = (ROOT / "nodes.yaml").read_text()
+
+
+def refusal(path: Path) -> str:
+    """The message `load_config` refuses `path` with, checked to be a single line."""
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1, message
+    return message
+
+
+def write(tmp_path: Path, content: str | bytes) -> Path:
+    path = tmp_path / "nodes.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
 
 
 def default_raw() -> dict:
@@ -47,15 +72,197 @@ def test_malformed_config_names_the_field(mutate, message):
     with pytest.raises(ConfigError) as err:
         parse_config(raw, ROOT / "nodes.yaml")
     assert message in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
 
 
-def test_not_yaml_and_missing_file(tmp_path):
-    bad = tmp_path / "nodes.yaml"
-    bad.write_text("nodes: [unclosed")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(bad)
-    with pytest.raises(ConfigError, match="cannot read"):
-        load_config(tmp_path / "absent.yaml")
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        # The topic layout `c/<chain_id>/...` cannot carry a level with '/', '+' or '#'.
+        ("chain_id", "a/b+#", "chain_id: 'a/b+#' cannot be an MQTT topic level"),
+        ("chain_id", "", "chain_id: '' cannot be an MQTT topic level"),
+        ("chain_id", "c" * 65, "chain_id: 'ccc"),
+        # What `up` refuses through transport.url.parse_broker_url, every command refuses.
+        ("broker", "mqtt://127.0.0.1:99999", "broker: port 99999 is out of range"),
+        ("broker", "mqtt://127.0.0.1:0", "broker: port 0 is out of range"),
+        ("broker", "mqtt://my host:1883", "broker: 'mqtt://my host:1883' is not mqtt://HOST"),
+        ("broker", "", "broker: '' is not mqtt://HOST"),
+        ("keys_dir", "ke\0ys", "keys_dir: 'ke\\x00ys' is not a path"),
+        ("data_dir", "", "data_dir: '' is not a path"),
+        ("consensus", 0, "consensus: expected dict, got int"),
+        ("members", False, "members: expected list, got bool"),
+    ],
+)
+def test_field_that_only_up_used_to_check_is_refused_on_load(field, value, message):
+    raw = default_raw()
+    raw[field] = value
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, ROOT / "nodes.yaml")
+    assert str(err.value).startswith(message)
+    assert len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        # `$` would let a trailing newline through into key file names and topics.
+        (lambda r: r["nodes"][2].update(id="core\n"), "nodes[2].id: 'core\\n' must be"),
+        # A key that would break the line is quoted, not printed raw.
+        (
+            lambda r: r["genesis"]["balances"].update({"co\nre": 5}),
+            "genesis.balances['co\\nre']: no such member",
+        ),
+        # YAML keys need not be strings; sorting 1 against None must not raise TypeError.
+        (lambda r: r.update({1: "x", None: "y"}), "nodes.yaml: unknown field 1"),
+    ],
+)
+def test_hostile_keys_and_ids_are_named_on_one_line(mutate, message):
+    raw = default_raw()
+    mutate(raw)
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, ROOT / "nodes.yaml")
+    assert str(err.value).startswith(message)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_not_utf8_names_line_column_and_byte_offset(tmp_path):
+    path = write(tmp_path, b"chain_id: ok\nnodes: caf\xe9\n")
+    assert refusal(path) == f"{path}:2:11: not UTF-8 (byte 0xe9 at offset 23)"
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "problem"),
+    [
+        ("nodes: [unclosed\n", "2:1", "expected ',' or ']', but got '<stream end>'"),
+        ("chain_id: a\n  - b\n c: d\n", "3:3", "mapping values are not allowed here"),
+        ("chain_id: a\n---\nchain_id: b\n", "2:1", "found another document"),
+        ("chain_id: \x07\n", "1:11", "character #x0007 is not allowed in YAML"),
+        ("chain_id: 2024-13-45\n", "1:11", "cannot read '2024-13-45' as timestamp"),
+        ("chain_id: !!int x\n", "1:11", "cannot read 'x' as int"),
+    ],
+)
+def test_yaml_error_is_file_line_column_problem(tmp_path, text, position, problem):
+    path = write(tmp_path, text)
+    assert refusal(path).startswith(f"{path}:{position}: {problem}")
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "key", "first"),
+    [
+        (
+            DEFAULT_TEXT + "chain_id: again\n",
+            f"{DEFAULT_TEXT.count(chr(10)) + 1}:1",
+            "chain_id",
+            "2:1",
+        ),
+        ("nodes:\n  - {id: a, role: bank, id: b}\n", "2:25", "id", "2:6"),
+        ("genesis:\n  balances:\n    core: 1\n    core: 2\n", "4:5", "core", "3:5"),
+        ("consensus: {1: a, 1.0: b}\n", "1:19", "1.0", "1:13"),
+    ],
+)
+def test_duplicated_key_is_named_with_both_lines(tmp_path, text, position, key, first):
+    path = write(tmp_path, text)
+    key_text = key if key == "1.0" else repr(key)
+    assert refusal(path) == f"{path}:{position}: duplicate key {key_text} (first at {first})"
+
+
+def test_merge_key_may_be_overridden_without_counting_as_duplicate(tmp_path):
+    text = DEFAULT_TEXT.replace(
+        "consensus:\n", "consensus: &c {batch_max_txs: 10}\nx: {<<: *c, batch_max_txs: 5}\nold:\n"
+    )
+    # Refused for the unknown top-level field, not for the overridden merged key.
+    assert refusal(write(tmp_path, text)) == "nodes.yaml: unknown field 'old'"
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: ", "- "])
+def test_deep_nesting_is_refused_at_the_limit_without_recursion(tmp_path, opening):
+    path = write(tmp_path, opening * 100_000)
+    started = time.monotonic()
+    message = refusal(path)
+    assert time.monotonic() - started < 10
+    assert message.startswith(f"{path}:1:")
+    assert message.endswith(f": nested deeper than {MAX_DEPTH} levels")
+
+
+def test_nesting_up_to_the_limit_is_still_yaml(tmp_path):
+    path = write(tmp_path, "[" * MAX_DEPTH + "]" * MAX_DEPTH)
+    assert refusal(path) == "nodes.yaml: the top level must be a mapping of fields, not a list"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "nodes.yaml: the file is empty"),
+        ("# only a comment\n", "nodes.yaml: the file is empty"),
+        ("- a\n- b\n", "nodes.yaml: the top level must be a mapping of fields, not a list"),
+        ("just words\n", "nodes.yaml: the top level must be a mapping of fields, not a str"),
+    ],
+)
+def test_empty_file_and_non_mapping_top_level(tmp_path, content, message):
+    assert refusal(write(tmp_path, content)).startswith(message)
+
+
+def test_missing_directory_and_oversized_file(tmp_path):
+    assert refusal(tmp_path / "absent.yaml").startswith(f"cannot read {tmp_path}/absent.yaml:")
+    assert refusal(tmp_path) == f"cannot read {tmp_path}: Is a directory"
+    path = write(tmp_path, "#" * (MAX_FILE_BYTES + 1))
+    assert refusal(path) == f"{path}: larger than 4 MiB, not a network file"
+
+
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    """One file per kind of refusal that once reached a traceback or slipped past `keys init`."""
+    files = {
+        "not-utf8": b"chain_id: caf\xe9\n",
+        "deep": "[" * 100_000,
+        "syntax": "nodes: [unclosed\n",
+        "duplicate": DEFAULT_TEXT + "chain_id: again\n",
+        "chain-id": DEFAULT_TEXT.replace("chain_id: consortium-local", "chain_id: 'a/b+#'"),
+        "port": DEFAULT_TEXT.replace("127.0.0.1:18830", "127.0.0.1:99999"),
+        "host": DEFAULT_TEXT.replace("mqtt://127.0.0.1:18830", "'mqtt://my host:1883'"),
+    }
+    paths = {}
+    for name, content in files.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        paths[name] = write(folder, content)
+    paths["directory"] = tmp_path
+    return paths
+
+
+@pytest.mark.parametrize(
+    "command", [["keys", "init"], ["ledger", "verify", "--node", "bank-a"]], ids=" ".join
+)
+def test_cli_refuses_every_bad_file_in_one_line(tmp_path, command):
+    for name, path in bad_files(tmp_path).items():
+        result = CliRunner().invoke(cli, [*command, "--config", str(path)])
+        # SystemExit is click reporting an error; anything else is an exception that escaped.
+        assert isinstance(result.exception, SystemExit), (name, result.exception)
+        assert result.exit_code != 0, name
+        assert result.stderr.startswith("Error: "), (name, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, (name, result.stderr)
+        assert not (path.parent / "keys").exists(), name
+
+
+def test_installed_command_prints_no_traceback(tmp_path):
+    """The real entry point, on the two files that used to end in a traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [
+        (["keys", "init"], b"chain_id: caf\xe9\n", "1:14: not UTF-8 (byte 0xe9 at offset 13)"),
+        (["ledger", "verify", "--node", "bank-a"], b"[" * 100_000, "1:33: nested deeper than 32"),
+    ]
+    for command, content, problem in runs:
+        path = write(tmp_path, content)
+        done = subprocess.run(
+            [sys.executable, "-m", "consortium", *command, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"Error: {path}:{problem}")
 
 
 def test_keys_init_never_overwrites_without_force(tmp_path):
@@ -86,3 +293,13 @@ def test_corrupt_key_file_is_named(tmp_path):
     victim.write_bytes(b"\xc1garbage")
     with pytest.raises(ConfigError, match=r"core\.node\.pub"):
         load_directory(config)
+
+
+def test_votes_are_durable_unless_the_file_says_otherwise(tmp_path):
+    assert load_config(ROOT / "nodes.yaml").durable is True
+    raw = default_raw()
+    raw["durable"] = False
+    assert parse_config(raw, tmp_path / "nodes.yaml").durable is False
+    raw["durable"] = "no"
+    with pytest.raises(ConfigError, match="durable: expected bool, got str"):
+        parse_config(raw, tmp_path / "nodes.yaml")

@@ -19,7 +19,8 @@ config_option = click.option(
     "config_path",
     default="nodes.yaml",
     show_default=True,
-    type=click.Path(dir_okay=False),
+    # No dir_okay=False: `load_config` refuses a directory itself, in one line like any bad file.
+    type=click.Path(),
     help="The network's nodes.yaml.",
 )
 json_option = click.option(

@@ -46,9 +46,7 @@ class Node:
         self.login = login
         self.ledger = Ledger(config, keys, store_path(config, node_id))
         key = load_keypair(config, node_id, "node")
-        self.core = NodeCore(
-            config, keys, node_id, key, self.ledger, durable=config_durable(config)
-        )
+        self.core = NodeCore(config, keys, node_id, key, self.ledger, durable=config.durable)
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.transport: MqttTransport | None = None
         self.turn = NodeStep()
@@ -204,8 +202,3 @@ class Node:
             await self.transport.flush(1.0)
         self.ledger.close()
         log.info("%s stopped at height %d", self.node_id, self.ledger.head.height)
-
-
-def config_durable(config: NetworkConfig) -> bool:
-    """`durable:` of nodes.yaml (default true): false skips the sync before sends."""
-    return bool(getattr(config, "durable", True))
