@@ -47,6 +47,7 @@ class ConsensusResult:
     failed_receipts: int
     cpu_percent: dict[str, float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    durable: bool = True
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class ConsensusResult:
             "accepted": self.accepted,
             "failed_receipts": self.failed_receipts,
             "cpu_percent": {k: round(v, 1) for k, v in self.cpu_percent.items()},
+            "durable": self.durable,
         }
 
 
@@ -93,6 +95,7 @@ def run_consensus_bench(
     batch_max_txs: int = 2000,
     warmup_s: float = 5.0,
     progress: Any = None,
+    durable: bool = True,
 ) -> ConsensusResult:
     """Start a fresh network, offer load, measure, stop everything. `rate` is the total open-loop
     offered load; with `window` the generators run closed loop instead."""
@@ -109,6 +112,7 @@ def run_consensus_bench(
             load_signers=signers,
             broker=f"mqtt://127.0.0.1:{free_port()}",
             consensus={"batch_max_txs": batch_max_txs},
+            durable=durable,
         )
         config = net.config
         try:
@@ -193,6 +197,7 @@ def run_consensus_bench(
         failed_receipts=sum(r.failed_receipts for r in reports),
         cpu_percent={n: 100 * (cpu_after[n] - cpu_before[n]) / elapsed for n in pids},
         latencies_ms=in_window,
+        durable=durable,
     )
 
 

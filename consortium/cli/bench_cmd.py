@@ -163,6 +163,13 @@ def _plot(sweep: list, result: ValidatorResult, path: str) -> None:
 @click.option(
     "--sweep", is_flag=True, help="Run nodes x batch size (4, 5, 7 x 500, 2000) and print a table."
 )
+@click.option(
+    "--no-sync",
+    "no_sync",
+    is_flag=True,
+    help="Run the nodes with durable: false (no sync before sends; unsafe under power loss), "
+    "to measure what durable votes cost.",
+)
 @json_option
 def bench_consensus(
     nodes: int,
@@ -174,6 +181,7 @@ def bench_consensus(
     warmup: float,
     plot_path: str | None,
     sweep: bool,
+    no_sync: bool,
     as_json: bool,
 ) -> None:
     """End-to-end committed throughput and latency on a fresh live network."""
@@ -189,7 +197,12 @@ def bench_consensus(
                 **kwargs,
             )
 
-    common = {"duration_s": duration, "generators": generators, "warmup_s": warmup}
+    common = {
+        "duration_s": duration,
+        "generators": generators,
+        "warmup_s": warmup,
+        "durable": not no_sync,
+    }
     if sweep:
         rows = []
         for n in (4, 5, 7):
