@@ -328,6 +328,17 @@ def test_cli_reports_a_damaged_file_in_one_line(store, damage):
     assert stderr.startswith(f"Error: store {path}: {problem}"), stderr
 
 
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_audit_reports_a_damaged_file_in_one_line(store, damage):
+    net, path = store
+    spoil, problem = FILE_DAMAGE[damage]
+    spoil(path)
+    code, stdout, stderr = _cli(net, "audit")
+    assert code != 0 and stdout == ""
+    assert len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"Error: store {path}: {problem}"), stderr
+
+
 def test_cli_reports_a_locked_file_in_one_line(store):
     net, path = store
     with _locked(path, "wal"):

@@ -12,6 +12,7 @@ from rich.table import Table
 from consortium.cli.common import config_option, json_option, print_json
 from consortium.config import load_config
 from consortium.errors import ConfigError
+from consortium.ledger.verify import store_errors
 from consortium.scenarios.ledger_audit import regulator_audit, regulator_node
 from consortium.scenarios.ledger_view import NodeLedger
 
@@ -155,7 +156,8 @@ def read_audit(config_path: str, node: str | None) -> dict[str, Any]:
         raise ConfigError(f"no node {node!r} in {config.path}")
     ledger = NodeLedger(config, node or regulator_node(config))
     try:
-        return regulator_audit(ledger, config)
+        with store_errors(ledger.path):
+            return regulator_audit(ledger, config)
     finally:
         ledger.close()
 

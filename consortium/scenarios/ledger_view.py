@@ -18,7 +18,8 @@ from consortium import codec
 from consortium.config import NetworkConfig
 from consortium.errors import LocalError
 from consortium.ledger.ledger import store_path
-from consortium.ledger.store import Store, StoredBlock, StoreError
+from consortium.ledger.store import StoredBlock, StoreError
+from consortium.ledger.verify import open_readonly
 
 
 class NodeLedger:
@@ -26,7 +27,8 @@ class NodeLedger:
 
     def __init__(self, config: NetworkConfig, node_id: str) -> None:
         self.node_id = node_id
-        self.store = Store(store_path(config, node_id), readonly=True)
+        self.path = store_path(config, node_id)
+        self.store = open_readonly(self.path)  # a damaged file is a one-line StoreError
 
     def height(self) -> int:
         return self.store.height()
