@@ -34,10 +34,11 @@ class Ledger:
         keys: KeyDirectory,
         path: Path,
         verifier: BatchVerifier | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
-        self.store = Store(path)
+        self.store = store if store is not None else Store(path)
         genesis = genesis_state(config, keys)
         genesis_header = Chain.genesis_header(config.chain_id, genesis)
         self.store.initialise(config.chain_id, genesis_header, genesis)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,9 +118,17 @@ class StoredBlock:
 
 
 class Store:
-    def __init__(self, path: Path | str, readonly: bool = False) -> None:
+    """`db`: an open connection to use instead of the file at `path` (the simulator's disk keeps
+    each node's database in memory and overrides `sync` and `_committed`)."""
+
+    def __init__(
+        self, path: Path | str, readonly: bool = False, db: sqlite3.Connection | None = None
+    ) -> None:
         self.path = Path(path)
-        if readonly:
+        if db is not None:
+            self.db = db
+            self.db.executescript(_SCHEMA)
+        elif readonly:
             if not self.path.exists():
                 raise StoreError(f"no store at {self.path}")
             uri = f"file:{self.path}?mode=ro"
@@ -261,7 +269,10 @@ class Store:
         )
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        return _Transaction(self.db, self._committed)
+
+    def _committed(self) -> None:
+        """Called after every COMMIT: a point the database may be found at after a crash."""
 
     def height(self) -> int:
         row = self.db.execute("SELECT MAX(height) FROM blocks").fetchone()
@@ -316,11 +327,16 @@ def _stored(row: tuple) -> StoredBlock:
 class _Transaction:
     """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, committed: Callable[[], None]) -> None:
         self.db = db
+        self.committed = committed
 
     def __enter__(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self.db.execute("ROLLBACK")
+            return
+        self.db.execute("COMMIT")
+        self.committed()

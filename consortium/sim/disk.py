@@ -1,0 +1,69 @@
+"""A node's disk in the simulator: the real SQLite store, in memory, that loses what was not synced.
+
+The store's database lives in an in-memory SQLite connection. `sync` (the point after which the
+node may send what depends on its writes) serializes the whole database as the durable image;
+every COMMIT in between is remembered as an image the OS might have written back on its own. A
+crash keeps the last synced image or, sometimes, one of those later commits (never half of one:
+SQLite's transactions are atomic on a real disk too), so a crash loses every unsynced write or
+some of them. A restart reopens the real store from what survived.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from dataclasses import dataclass, field
+
+from consortium.ledger.store import Store
+
+MAX_UNSYNCED_IMAGES = 8
+
+
+@dataclass
+class SimDisk:
+    name: str
+    synced: bytes | None = None
+    unsynced: list[bytes] = field(default_factory=list)
+    syncs: int = 0
+    crashes: int = 0
+    lost_writes: int = 0  # crashes that lost at least one committed but unsynced write
+
+    def open(self) -> MemoryStore:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        if self.synced is not None:
+            db.deserialize(self.synced)
+        return MemoryStore(self, db)
+
+    def crash(self, rng: random.Random, keep_some_unsynced: float = 0.3) -> None:
+        """What survives a power loss: the synced image, or a later commit that reached the
+        disk anyway; the images still pending are gone."""
+        self.crashes += 1
+        if self.unsynced:
+            if rng.random() < keep_some_unsynced:
+                kept = rng.randrange(len(self.unsynced))
+                self.synced = self.unsynced[kept]
+                if kept < len(self.unsynced) - 1:
+                    self.lost_writes += 1
+            else:
+                self.lost_writes += 1
+        self.unsynced.clear()
+
+
+class MemoryStore(Store):
+    def __init__(self, disk: SimDisk, db: sqlite3.Connection) -> None:
+        self.disk = disk
+        super().__init__(f"sim:{disk.name}", db=db)
+
+    def sync(self) -> None:
+        self.disk.synced = self.db.serialize()
+        self.disk.unsynced.clear()
+        self.disk.syncs += 1
+
+    def _committed(self) -> None:
+        unsynced = self.disk.unsynced
+        unsynced.append(self.db.serialize())
+        if len(unsynced) > MAX_UNSYNCED_IMAGES:
+            del unsynced[0]
+
+    def close(self) -> None:
+        self.db.close()
