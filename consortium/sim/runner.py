@@ -7,8 +7,6 @@ trace hash covers every delivered message (time, receiver, sender, checksum of t
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 import random
 import traceback
 import zlib
@@ -27,6 +25,7 @@ from consortium.sim.app import SimApp, make_request, request_id_of
 from consortium.sim.byzantine import Liar
 from consortium.sim.checker import Checker
 from consortium.sim.faults import FaultPlan, draw_plan
+from consortium.sim.network import SimNetwork
 
 CHAIN_ID = "consortium-sim"
 SIM_CONSENSUS = ConsensusConfig(
@@ -122,16 +121,7 @@ class Simulation:
         )
         self.cache = WireCache()
         self.checker = Checker(quorum=quorum_size(settings.nodes))
-        self.healed = False
-        self.now = 0
-        self.events: list[tuple[int, int, str, Any]] = []
-        self.counter = 0
-        self.trace = hashlib.blake2b(digest_size=16)
-        self.messages = 0
-        self.bytes = 0
-        self.fault_counts = dict.fromkeys(
-            ("messages_dropped", "messages_duplicated", "messages_clogged"), 0
-        )
+        self.net = SimNetwork(self.rng, self.plan)
         self.outstanding: dict[bytes, ClientRequest] = {}
         self.latencies: list[int] = []
         self.accepted = 0
@@ -159,61 +149,22 @@ class Simulation:
 
     # ------------------------------------------------------------------ events
 
-    def _push(self, at: int, kind: str, payload: Any) -> None:
-        self.counter += 1
-        heapq.heappush(self.events, (at, self.counter, kind, payload))
+    @property
+    def now(self) -> int:
+        return self.net.now
 
-    def _link_ok(self, src: Instance, dst: Instance) -> bool:
-        if self.healed:
-            return True
-        if src.twin or dst.twin:
-            if src.twin and dst.twin:
-                return False
-            twin, other = (src, dst) if src.twin else (dst, src)
-            group = self.plan.twin_groups[0 if twin.twin == "a" else 1]
-            if other.node_id not in group:
-                return False
-        for part in self.plan.partitions:
-            if not part.start <= self.now < part.end:
-                continue
-            if part.symmetric:
-                side = [src.node_id in g for g in part.groups]
-                if side != [dst.node_id in g for g in part.groups]:
-                    return False
-            elif (src.node_id, dst.node_id) in part.blocked:
-                return False
-        return True
+    @property
+    def healed(self) -> bool:
+        return self.net.healed
+
+    def _push(self, at: int, kind: str, payload: Any) -> None:
+        self.net.push(at, kind, payload)
 
     def _delay(self, src_node: str, dst_node: str) -> int:
-        delay = self.rng.randint(self.plan.delay_min_ms, self.plan.delay_max_ms)
-        if not self.healed:
-            for clog in self.plan.clogs:
-                if (clog.src, clog.dst) == (
-                    src_node,
-                    dst_node,
-                ) and clog.start <= self.now < clog.end:
-                    self.fault_counts["messages_clogged"] += 1
-                    delay += clog.extra_ms
-        return delay
+        return self.net.delay(src_node, dst_node)
 
     def _transmit(self, src: Instance, dst: Instance, data: bytes) -> None:
-        self.messages += 1
-        self.bytes += len(data)
-        if not self._link_ok(src, dst):
-            return
-        if not self.healed and self.plan.drop_rate and self.rng.random() < self.plan.drop_rate:
-            self.fault_counts["messages_dropped"] += 1
-            return
-        self._push(self.now + self._delay(src.node_id, dst.node_id), "deliver", (dst, src, data))
-        if (
-            not self.healed
-            and self.plan.duplicate_rate
-            and self.rng.random() < self.plan.duplicate_rate
-        ):
-            self.fault_counts["messages_duplicated"] += 1
-            self._push(
-                self.now + self._delay(src.node_id, dst.node_id), "deliver", (dst, src, data)
-            )
+        self.net.transmit(src, dst, "deliver", (dst, src, data), len(data))
 
     def _apply(self, inst: Instance, actions: Actions) -> None:
         """Persist, then send, then report: the order a real node follows."""
@@ -253,7 +204,7 @@ class Simulation:
         pending = self.outstanding.get(reply.request_id)
         if pending is None:
             return
-        if not self.healed and self.plan.drop_rate and self.rng.random() < self.plan.drop_rate:
+        if self.net.is_dropped():
             return
         self._push(self.now + self._delay(inst.node_id, ""), "reply", (inst.node_id, reply))
 
@@ -279,7 +230,7 @@ class Simulation:
         inst.timers.clear()
 
     def _heal(self) -> None:
-        self.healed = True
+        self.net.healed = True
         for inst in self.instances.values():
             if inst.twin == "b":
                 self._crash(inst)  # one copy of a twinned node is left: an ordinary peer
@@ -291,7 +242,7 @@ class Simulation:
         self._push(self.now + CHECK_EVERY_MS, "check", None)
 
     def _submit(self, client: int) -> None:
-        nonce = self.counter
+        nonce = self.net.counter
         request = make_request(f"client-{client}", nonce, b"op-%d" % nonce)
         rid = request_id_of(f"client-{client}", nonce)
         self.checker.submitted.add(rid)
@@ -381,16 +332,17 @@ class Simulation:
 
     def _loop(self, deadline: int) -> bool:
         """Process events until convergence (True) or the deadline (False)."""
-        while self.events:
-            at, _, kind, payload = heapq.heappop(self.events)
+        while (event := self.net.pop()) is not None:
+            at, kind, payload = event
             if at > deadline:
                 return False
-            self.now = at
             if kind == "deliver":
                 dst, src, data = payload
                 if dst.replica is None:
                     continue
-                self.trace.update(b"%d:%d:%d:%d;" % (at, dst.index, src.index, zlib.crc32(data)))
+                self.net.trace.update(
+                    b"%d:%d:%d:%d;" % (at, dst.index, src.index, zlib.crc32(data))
+                )
                 self._apply(dst, dst.replica.receive(data, at))
             elif kind == "timer":
                 inst, name, due = payload
@@ -426,7 +378,7 @@ class Simulation:
         for behaviour in self.plan.byzantine.values():
             byzantine[behaviour] = byzantine.get(behaviour, 0) + 1
         faults = self.plan.kinds()
-        faults.update(self.fault_counts)
+        faults.update(self.net.fault_counts)
         drops: dict[str, int] = {}
         view_changes = 0
         for inst in self.instances.values():
@@ -439,11 +391,11 @@ class Simulation:
             nodes=self.settings.nodes,
             safety_violations=list(self.checker.violations),
             liveness_failure=liveness_failure,
-            trace_hash=self.trace.hexdigest(),
+            trace_hash=self.net.trace.hexdigest(),
             faults=faults,
             byzantine=byzantine,
-            messages=self.messages,
-            bytes=self.bytes,
+            messages=self.net.messages,
+            bytes=self.net.bytes,
             blocks=self.checker.height,
             requests=len(self.checker.submitted),
             latencies_ms=self.latencies,
