@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +75,34 @@ def heads_agree(net: Devnet, node_ids: list[str] | None = None, min_height: int 
     if len(heads) == 1 and min(heights) >= min_height:
         return current
     return None
+
+
+def network_processes(net: Devnet) -> list[str]:
+    """Every process whose command line names this network's directory (nodes, supervisors,
+    mosquitto): what `down` must leave none of. Zombies have no command line and do not count."""
+    marker = str(net.config.path.parent).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in args:
+            shown = args.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {shown}")
+    return found
+
+
+def run_cli(net: Devnet, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`consortium ARGS --config NET` as a user runs it, in a process of its own."""
+    command = [sys.executable, "-m", "consortium", *args, "--config", str(net.config.path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def status_rows(net: Devnet) -> dict[str, dict[str, Any]]:
+    """`consortium status --json`, by node id."""
+    done = run_cli(net, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return {row["id"]: row for row in json.loads(done.stdout)["nodes"]}

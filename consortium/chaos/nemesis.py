@@ -30,7 +30,7 @@ MAX_DELAY_MS = 2_500
 
 
 class FaultKind(StrEnum):
-    KILL = "kill"  # SIGKILL; restarted from its disk when the fault ends
+    KILL = "kill"  # SIGKILL, held down (not restarted by its supervisor) until the fault ends
     CRASH_RESTART = "crash_restart"  # SIGKILL and respawn at once
     PAUSE = "pause"  # SIGSTOP until SIGCONT
     PARTITION = "partition"  # cut off from every other node

@@ -39,18 +39,22 @@ def _running(config: NetworkConfig, node_id: str) -> None:
 @click.argument("node_id")
 @config_option
 def fault_kill(node_id: str, config_path: str) -> None:
-    """SIGKILL a node: no goodbye, its disk stays as it was."""
+    """SIGKILL a node: no goodbye, its disk stays as it was. Its supervisor stops too, so it stays
+    down until `fault restart`."""
     config = load_config(config_path)
-    _running(config, _node(config, node_id))
+    _node(config, node_id)
+    if supervisor.supervisor_pid(config, node_id) is None:
+        _running(config, node_id)
     supervisor.stop_node(config, node_id, kill=True)
-    err.print(f"killed {node_id}")
+    err.print(f"killed {node_id}; it stays down until `consortium fault restart {node_id}`")
 
 
 @fault.command("restart")
 @click.argument("node_id")
 @config_option
 def fault_restart(node_id: str, config_path: str) -> None:
-    """Start a node again (killing it first if it runs); it resumes from its store and catches up."""
+    """Start a node again under a new supervisor (killing it first if it runs, lifting a `fault
+    kill`); it resumes from its store and catches up."""
     config = load_config(config_path)
     _node(config, node_id)
     supervisor.stop_node(config, node_id, kill=True)

@@ -22,6 +22,7 @@ from consortium.node import broker, supervisor
 from consortium.node.process import Node
 
 STALE_AFTER_S = 3.0
+LAST_EXIT_WIDTH = 48
 
 
 @click.group(cls=ConsortiumGroup)
@@ -73,13 +74,21 @@ def _rows(
     for member in config.nodes:
         status = statuses.get(member.id, {})
         pid = supervisor.node_pid(config, member.id)
+        supervision = supervisor.read_state(config, member.id)
         age = ages.get(member.id)
         fresh = age is not None and age < STALE_AFTER_S and status.get("alive", True)
+        if supervision is not None:
+            # Supervised from here: the process table is the truth, not a retained heartbeat
+            # that a killed node left behind on the broker.
+            fresh = False
+        else:
+            supervision = {}
+            pid = pid if pid is not None else status.get("pid")
         rows.append(
             {
                 "id": member.id,
                 "role": member.role,
-                "pid": pid if pid is not None else status.get("pid"),
+                "pid": pid,
                 "alive": bool(fresh) or pid is not None,
                 "view": status.get("view"),
                 "primary": status.get("primary"),
@@ -94,9 +103,20 @@ def _rows(
                 "business_day": status.get("business_day"),
                 "heartbeat_age_s": None if age is None else round(age, 2),
                 "faults": status.get("faults", {}),
+                "supervised": supervisor.supervisor_pid(config, member.id) is not None,
+                "restarts": supervision.get("restarts", 0),
+                "last_exit": supervision.get("last_exit"),
+                "last_exit_reason": supervision.get("last_exit_reason"),
             }
         )
     return rows
+
+
+def _last_exit(row: dict) -> str:
+    reason = row["last_exit_reason"]
+    if not reason:
+        return ""
+    return reason if len(reason) <= LAST_EXIT_WIDTH else reason[: LAST_EXIT_WIDTH - 1] + "…"
 
 
 def _table(rows: list[dict]) -> Table:
@@ -114,10 +134,12 @@ def _table(rows: list[dict]) -> Table:
         "committed",
         "mempool",
         "rejected",
+        "restarts",
+        "last exit",
+        "faults",
     ):
-        table.add_column(
-            column, justify="right" if column not in ("node", "role", "primary", "head") else "left"
-        )
+        left = ("node", "role", "primary", "head", "last exit", "faults")
+        table.add_column(column, justify="left" if column in left else "right")
     for row in rows:
         alive = "[green]yes[/green]" if row["alive"] else "[red]no[/red]"
         head = (row["head_hash"] or "")[:12]
@@ -134,6 +156,8 @@ def _table(rows: list[dict]) -> Table:
             str(row["committed_txs"] or 0),
             str(row["mempool"] or 0),
             str(row["rejected_msgs"] or 0),
+            str(row["restarts"]),
+            _last_exit(row),
             _faults(row["faults"]),
         )
     return table
@@ -154,7 +178,8 @@ def _faults(faults: dict) -> str:
 @config_option
 @json_option
 def status(config_path: str, as_json: bool) -> None:
-    """One row per node: process, view, primary, height, head hash, throughput, rejections."""
+    """One row per node: process, view, primary, height, head hash, throughput, rejections, and
+    how often its supervisor restarted it and why it last exited."""
     config = load_config(config_path)
     statuses = asyncio.run(collect_statuses(config))
     rows = _rows(config, statuses, {n: 0.0 for n in statuses})
@@ -177,7 +202,8 @@ async def _dashboard(config: NetworkConfig) -> None:
 @config_option
 @click.option("--detach", is_flag=True, help="Start and return; stop later with `consortium down`.")
 def up(config_path: str, detach: bool) -> None:
-    """Start the broker and one OS process per node; in the foreground, a live dashboard until Ctrl-C."""
+    """Start the broker and one OS process per node, each under a supervisor that restarts it
+    (with backoff) when it exits on its own; in the foreground, a live dashboard until Ctrl-C."""
     config = load_config(config_path)
     started = supervisor.start_network(config)
     err = Console(stderr=True)
@@ -186,7 +212,10 @@ def up(config_path: str, detach: bool) -> None:
         + ", ".join(f"{p.node_id} (pid {p.pid})" for p in started)
     )
     if detach:
-        err.print("stop with `consortium down`; logs in " + str(config.run_dir / "logs"))
+        err.print(
+            "supervised: a node that exits on its own is restarted; stop with `consortium down`;"
+            " logs in " + str(config.run_dir / "logs")
+        )
         return
     try:
         asyncio.run(_dashboard(config))
@@ -201,7 +230,7 @@ def up(config_path: str, detach: bool) -> None:
 @click.command()
 @config_option
 def down(config_path: str) -> None:
-    """Stop what `up --detach` started."""
+    """Stop what `up --detach` started: supervisors, nodes and the broker."""
     config = load_config(config_path)
     stopped = supervisor.stop_network(config)
     Console(stderr=True).print(f"stopped {len(stopped)} nodes and the broker")
