@@ -42,12 +42,17 @@ def load_signer_id(index: int) -> str:
     return f"load-{index:04d}"
 
 
+def _extra_bank(index: int) -> str:
+    """bank-c ... bank-z, then bank-26, bank-27 ...: valid ids for networks of any size."""
+    return f"bank-{chr(ord('c') + index)}" if index < 24 else f"bank-{index + 2}"
+
+
 def network_dict(nodes: int = 5, load_signers: int = 0, chain_id: str = "consortium-dev") -> dict:
     """The default network's shape with `nodes` nodes (4 drops bank-b; more adds banks)."""
     if nodes < 4:
         raise ValueError("PBFT needs at least 4 nodes")
     roles = list(_NODE_ROLES) if nodes >= 5 else [r for r in _NODE_ROLES if r[0] != "bank-b"]
-    roles += [(f"bank-{chr(ord('c') + i)}", "bank") for i in range(nodes - len(roles))]
+    roles += [(_extra_bank(i), "bank") for i in range(nodes - len(roles))]
     members = [*_BASE_MEMBERS, *((load_signer_id(i), "supplier") for i in range(load_signers))]
     balances = {m: 10**12 for m, role in roles if role == "bank"}
     balances |= {"core": 5 * 10**7, "supplier-a": 10**6, "supplier-b": 10**6, "supplier-c": 10**6}

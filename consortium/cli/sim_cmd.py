@@ -1,7 +1,9 @@
-"""`consortium sim`: deterministic simulation of the PBFT core under seeded faults."""
+"""`consortium sim`: deterministic simulation of the whole node (or of the PBFT core over a
+stand-in application) under seeded network, disk and byzantine faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -11,6 +13,7 @@ from consortium.cli.common import print_json
 from consortium.roles import max_faulty
 from consortium.sim.runner import RunResult, SimSettings
 from consortium.sim.sweep import SweepReport, sweep
+from consortium.sim.whole import NODE_CONSENSUS
 
 MIN_NODES = 4
 MAX_NODES = 100
@@ -43,7 +46,11 @@ def _plot(path: str, points: list[tuple[int, float, float]]) -> None:
 
 def _describe_failure(result: RunResult) -> str:
     what = result.safety_violations[0] if result.safety_violations else result.liveness_failure
-    return f"seed {result.seed} failed (replay: consortium sim --nodes {result.nodes} --seed {result.seed}): {what}"
+    what = what or (result.business_invariant_violations or ["?"])[0]
+    return (
+        f"seed {result.seed} failed (replay: consortium sim --app {result.app} --nodes "
+        f"{result.nodes} --seed {result.seed}): {what}"
+    )
 
 
 @click.command()
@@ -63,6 +70,14 @@ def _describe_failure(result: RunResult) -> str:
 @click.option(
     "--byzantine/--no-byzantine", default=True, show_default=True, help="Up to f byzantine nodes."
 )
+@click.option(
+    "--app",
+    type=click.Choice(["node", "model"]),
+    default="node",
+    show_default=True,
+    help="node: the whole node over the real ledger, contracts and store; model: the replicas "
+    "over a small stand-in application (faster).",
+)
 def sim(
     nodes: int,
     seed_count: int,
@@ -70,6 +85,7 @@ def sim(
     as_json: bool,
     plot_path: str | None,
     byzantine: bool,
+    app: str,
 ) -> None:
     """Run PBFT on a seeded virtual network: faults first, then heal and demand convergence."""
     if not MIN_NODES <= nodes <= MAX_NODES:
@@ -80,7 +96,9 @@ def sim(
         raise click.ClickException(f"--seeds must be at least 1, got {seed_count}")
     if one_seed is not None and one_seed < 0:
         raise click.ClickException(f"--seed must not be negative, got {one_seed}")
-    settings = SimSettings(nodes=nodes, byzantine=byzantine)
+    settings = SimSettings(nodes=nodes, byzantine=byzantine, app=app)
+    if app == "node":
+        settings = dataclasses.replace(settings, consensus=NODE_CONSENSUS)
     seeds = [one_seed] if one_seed is not None else list(range(seed_count))
     started = time.monotonic()
     report = _run(seeds, settings, as_json)
@@ -137,7 +155,7 @@ def _plot_points(
     points = {nodes: _per_block(report)}
     for n in REFERENCE_SIZES:
         if n not in points:
-            extra = sweep(range(2), SimSettings(nodes=n, byzantine=settings.byzantine))
+            extra = sweep(range(2), dataclasses.replace(settings, nodes=n))
             points[n] = _per_block(extra)
     return sorted((n, m, b) for n, (m, b) in points.items())
 
@@ -157,7 +175,11 @@ def _print_table(summary: dict[str, object]) -> None:
         "safety_violations",
         "liveness_failures",
         "failing_seeds",
+        "app",
         "committed_blocks",
+        "committed_txs",
+        "business_invariant_violations",
+        "disk_faults",
         "messages_per_block",
         "bytes_per_block",
         "latency_virtual_ms",

@@ -209,6 +209,22 @@ def verify_store(
     return report
 
 
+def verify_open_store(
+    config: NetworkConfig, keys: KeyDirectory, store: Store, verifier: BatchVerifier | None = None
+) -> VerifyReport:
+    """`verify_store` for a store already open (the simulator's in-memory ones)."""
+    report = VerifyReport()
+    try:
+        problems = structure_problems(store)
+        for problem in problems:
+            report.fail(f"store {store.path}: {problem}")
+        if not problems:
+            _verify(config, keys, store, report, verifier)
+    except RemoteError as exc:
+        report.fail(str(exc))
+    return report
+
+
 def _verify(
     config: NetworkConfig,
     keys: KeyDirectory,

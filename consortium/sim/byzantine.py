@@ -8,7 +8,7 @@ placed in different partitions) need no rewriting and live in the network instea
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from consortium.crypto import KeyPair, sha256
 from consortium.pbft.actions import Send
@@ -34,8 +34,10 @@ class Liar:
         chain_id: str,
         nodes: Sequence[str],
         rng: random.Random,
+        corrupt_block: Callable[[PrePrepare, random.Random], bytes] | None = None,
     ) -> None:
         self.behaviour = behaviour
+        self.corrupt_block = corrupt_block or corrupt_sim_block
         self.node_id = node_id
         self.key = key
         self.chain_id = chain_id
@@ -91,26 +93,25 @@ class Liar:
         return [send]
 
     def _corrupt(self, pp: PrePrepare) -> PrePrepare:
-        """A block with a wrong parent, a wrong height, or bytes that are no block at all."""
-        choice = self.rng.randrange(3)
-        if choice == 0:
-            block = b"\x93garbage" + pp.block[:8]
-        else:
-            try:
-                decoded = SimBlock.decode(pp.block)
-            except Exception:
-                return pp
-            if choice == 1:
-                decoded = SimBlock(
-                    decoded.height, decoded.view, decoded.proposer, sha256(b"x"), decoded.requests
-                )
-            else:
-                decoded = SimBlock(
-                    decoded.height + 1,
-                    decoded.view,
-                    decoded.proposer,
-                    decoded.parent,
-                    decoded.requests,
-                )
-            block = decoded.encode()
+        block = self.corrupt_block(pp, self.rng)
         return PrePrepare(pp.view, pp.seq, sha256(block), block)
+
+
+def corrupt_sim_block(pp: PrePrepare, rng: random.Random) -> bytes:
+    """A model block with a wrong parent, a wrong height, or bytes that are no block at all."""
+    choice = rng.randrange(3)
+    if choice == 0:
+        return b"\x93garbage" + pp.block[:8]
+    try:
+        decoded = SimBlock.decode(pp.block)
+    except Exception:
+        return pp.block
+    if choice == 1:
+        decoded = SimBlock(
+            decoded.height, decoded.view, decoded.proposer, sha256(b"x"), decoded.requests
+        )
+    else:
+        decoded = SimBlock(
+            decoded.height + 1, decoded.view, decoded.proposer, decoded.parent, decoded.requests
+        )
+    return decoded.encode()

@@ -30,18 +30,21 @@ class Checker:
             self.violations.append(message)
 
     def on_commit(self, replica: str, block: CommittedBlock) -> None:
+        self.on_committed(replica, block.height, block.certificate.block_hash, block.request_ids)
+
+    def on_committed(
+        self, replica: str, height: int, digest: bytes, request_ids: tuple[bytes, ...]
+    ) -> None:
         """Agreement, prefix order, validity and exactly-once, checked at every commit."""
-        height = block.height
         previous = self.heights.get(replica, 0)
         if height != previous + 1:
             self._violate(f"{replica} committed height {height} after {previous}")
         self.heights[replica] = max(previous, height)
-        digest = block.certificate.block_hash
         known = self.canonical.get(height)
         if known is None:
             self.canonical[height] = digest
-            self.canonical_ids[height] = block.request_ids
-            for rid in block.request_ids:
+            self.canonical_ids[height] = request_ids
+            for rid in request_ids:
                 if rid not in self.submitted:
                     self._violate(f"height {height} executes a request no client submitted")
                 first = self.executed_at.get(rid)

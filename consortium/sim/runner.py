@@ -60,6 +60,7 @@ class SimSettings:
     requests: int = 30
     late_requests: int = 5
     consensus: ConsensusConfig = SIM_CONSENSUS
+    app: str = "model"  # "node": the whole node (sim/whole.py); "model": replicas over SimApp
 
 
 @dataclass
@@ -79,10 +80,19 @@ class RunResult:
     virtual_ms: int
     view_changes: int
     drops: dict[str, int] = field(default_factory=dict)
+    app: str = "model"
+    committed_txs: int = 0
+    business_invariant_violations: list[str] = field(default_factory=list)
+    disk_faults: int = 0  # crashes that lost writes the node had not synced
+    operations: dict[str, int] = field(default_factory=dict)  # committed, by business operation
 
     @property
     def ok(self) -> bool:
-        return not self.safety_violations and self.liveness_failure is None
+        return (
+            not self.safety_violations
+            and self.liveness_failure is None
+            and not self.business_invariant_violations
+        )
 
 
 @dataclass
@@ -406,4 +416,9 @@ class Simulation:
 
 
 def run_seed(seed: int, settings: SimSettings | None = None) -> RunResult:
-    return Simulation(seed, settings or SimSettings()).run()
+    settings = settings or SimSettings()
+    if settings.app == "node":
+        from consortium.sim.whole import WholeNodeSimulation
+
+        return WholeNodeSimulation(seed, settings).run()
+    return Simulation(seed, settings).run()

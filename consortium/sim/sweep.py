@@ -31,6 +31,11 @@ class SweepReport:
     dropped: dict[str, int] = field(default_factory=dict)
     failures: list[RunResult] = field(default_factory=list)
     trace_hashes: dict[int, str] = field(default_factory=dict)
+    app: str = "model"
+    committed_txs: int = 0
+    business_invariant_violations: int = 0
+    disk_faults: int = 0
+    operations: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: RunResult) -> None:
         self.runs += 1
@@ -54,6 +59,12 @@ class SweepReport:
         self.requests += result.requests
         self.latencies_ms.extend(result.latencies_ms)
         self.view_changes += result.view_changes
+        self.app = result.app
+        self.committed_txs += result.committed_txs
+        self.business_invariant_violations += bool(result.business_invariant_violations)
+        self.disk_faults += result.disk_faults
+        for op, count in result.operations.items():
+            self.operations[op] = self.operations.get(op, 0) + count
 
     def summary(self) -> dict[str, object]:
         latencies = sorted(self.latencies_ms)
@@ -83,6 +94,11 @@ class SweepReport:
             },
             "view_changes": self.view_changes,
             "dropped_messages": dict(sorted(self.dropped.items())),
+            "app": self.app,
+            "committed_txs": self.committed_txs,
+            "business_invariant_violations": self.business_invariant_violations,
+            "disk_faults": self.disk_faults,
+            "operations": dict(sorted(self.operations.items())),
         }
 
 
@@ -93,7 +109,7 @@ def sweep(
     on_result: Callable[[RunResult], None] | None = None,
 ) -> SweepReport:
     """Run every seed (in parallel when there are several cores) and aggregate the results."""
-    report = SweepReport(nodes=settings.nodes)
+    report = SweepReport(nodes=settings.nodes, app=settings.app)
     seeds = list(seeds)
     workers = workers if workers is not None else min(os.cpu_count() or 1, len(seeds))
     if workers <= 1:

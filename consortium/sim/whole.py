@@ -1,0 +1,502 @@
+"""The whole node in the simulator: n `NodeCore`s over the real ledger, contracts and store.
+
+This is the code users run, minus the asyncio shell: admission and its queue, publisher checks,
+commit notices and answers to clients, `LedgerApp` over the real chain, persistence and restore
+through the real store, and `effects.carry_out` carrying out every step. Each node's store lives on
+a `SimDisk` that loses what was not synced when the node crashes. Clients sign real business
+transactions (`sim/business.py`), broadcast them, retransmit, and accept an outcome on f+1
+matching signed notices. The network faults and byzantine nodes are the model simulator's.
+
+Besides the consensus checker, the run ends with business checks on every honest store: money
+conserved and the audit's consistency rules, every acknowledged transaction committed exactly once
+at the height it was acknowledged at, and `ledger verify` passing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import traceback
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consortium.config import ConsensusConfig, NetworkConfig, parse_config
+from consortium.contracts.audit import audit_report
+from consortium.crypto import KeyPair, sha256
+from consortium.devnet import network_dict
+from consortium.errors import LocalError, RemoteError
+from consortium.keys import KeyDirectory
+from consortium.ledger.block import split_block
+from consortium.ledger.ledger import Ledger
+from consortium.ledger.tx import SignedTransaction
+from consortium.ledger.verify import verify_open_store
+from consortium.node.core import NodeCore, NodeStep, Publish
+from consortium.node.effects import carry_out
+from consortium.notices import CommitNotice, decode_answer
+from consortium.pbft.actions import Send
+from consortium.pbft.messages import Commit, PrePrepare
+from consortium.pbft.wire import WireCache
+from consortium.roles import max_faulty, quorum_size
+from consortium.sim.business import BusinessWorkload
+from consortium.sim.byzantine import Liar
+from consortium.sim.checker import Checker
+from consortium.sim.disk import SimDisk
+from consortium.sim.faults import draw_plan
+from consortium.sim.network import SimNetwork
+from consortium.sim.runner import RunResult, SimSettings
+from consortium.transport import topics
+
+CHAIN_ID = "consortium-sim"
+NODE_CONSENSUS = ConsensusConfig(
+    batch_max_txs=32,
+    batch_delay_ms=20,
+    checkpoint_interval=4,
+    watermark_window=8,
+    max_inflight_blocks=3,
+    view_change_timeout_ms=1000,
+    view_change_timeout_max_ms=8000,
+)
+CLIENT_RETRY_MS = 1500
+CHECK_EVERY_MS = 250
+SIGNERS = 8
+
+
+def sim_network(nodes: int, consensus: ConsensusConfig) -> tuple[NetworkConfig, KeyDirectory]:
+    """The default network's shape with fixed keys: the seed picks faults, not identities."""
+    raw = network_dict(nodes, load_signers=SIGNERS, chain_id=CHAIN_ID)
+    config = dataclasses.replace(
+        parse_config(raw, Path("sim/nodes.yaml")), consensus=consensus, durable=True
+    )
+    keys = KeyDirectory(
+        {m.id: member_key(m.id).public_key for m in config.members},
+        {n.id: node_key(n.id).public_key for n in config.nodes},
+    )
+    return config, keys
+
+
+def member_key(member_id: str) -> KeyPair:
+    return KeyPair(sha256(b"consortium/sim/member/" + member_id.encode()))
+
+
+def node_key(node_id: str) -> KeyPair:
+    return KeyPair(sha256(b"consortium/sim/node/" + node_id.encode()))
+
+
+@dataclass
+class Host:
+    """One simulated machine: a node core, its disk and timers. It is the bus and the timer
+    service `carry_out` needs; what it publishes goes through the simulation's network."""
+
+    name: str
+    node_id: str
+    index: int
+    sim: WholeNodeSimulation
+    disk: SimDisk
+    honest: bool = True
+    twin: str = ""
+    liar: Liar | None = None
+    core: NodeCore | None = None
+    timers: dict[str, int] = field(default_factory=dict)
+    crash_in_next_step: bool = False  # the next step runs, then power fails before its sync
+
+    def publish(self, item: Publish) -> None:
+        self.sim.route(self, item)
+
+    def set_timer(self, name: str, at_ms: int) -> None:
+        self.timers[name] = at_ms
+        self.sim.net.push(max(at_ms, self.sim.net.now), "timer", (self, name, at_ms))
+
+    def cancel_timer(self, name: str) -> None:
+        self.timers.pop(name, None)
+
+
+@dataclass
+class _Waiting:
+    stx: SignedTransaction
+    signer: str
+    submitted_at: int
+    votes: dict[tuple, set[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientEnd:
+    """The clients' side of the network, one endpoint per client login."""
+
+    node_id: str
+    twin: str = ""
+
+
+class WholeNodeSimulation:
+    def __init__(self, seed: int, settings: SimSettings) -> None:
+        self.seed = seed
+        self.settings = settings
+        self.rng = random.Random(seed)
+        self.config, self.keys = sim_network(settings.nodes, settings.consensus)
+        self.nodes = list(self.config.node_ids)
+        self.f = max_faulty(len(self.nodes))
+        self.plan = draw_plan(self.rng, self.nodes, settings.safety_ms, settings.byzantine)
+        self.net = SimNetwork(self.rng, self.plan)
+        self.cache = WireCache()
+        self.checker = Checker(quorum=quorum_size(len(self.nodes)))
+        self.workload = BusinessWorkload(
+            self.config, {m.id: member_key(m.id) for m in self.config.members}, self.rng
+        )
+        self.hosts: dict[str, Host] = {}
+        self.by_node: dict[str, list[Host]] = {}
+        for index, node in enumerate(self.nodes):
+            behaviour = self.plan.byzantine.get(node)
+            for twin in ["a", "b"] if behaviour == "twins" else [""]:
+                host = Host(
+                    node + twin,
+                    node,
+                    index * 2 + (twin == "b"),
+                    self,
+                    SimDisk(node + twin),
+                    honest=behaviour is None,
+                    twin=twin,
+                )
+                if behaviour is not None and behaviour != "twins":
+                    host.liar = Liar(
+                        behaviour,
+                        node,
+                        node_key(node),
+                        CHAIN_ID,
+                        self.nodes,
+                        self.rng,
+                        corrupt_block=corrupt_ledger_block,
+                    )
+                self.hosts[host.name] = host
+                self.by_node.setdefault(node, []).append(host)
+        self.clients = [f"load-{i}" for i in range(settings.clients)]
+        self.client_ends = {c: _ClientEnd(c) for c in self.clients}
+        self.waiting: dict[bytes, _Waiting] = {}
+        self.acknowledged: dict[bytes, int] = {}
+        self.latencies: list[int] = []
+        self.rejected_notices = 0
+
+    # ------------------------------------------------------------------ hosts
+
+    def _boot(self, host: Host) -> None:
+        ledger = Ledger(self.config, self.keys, Path(host.name), store=host.disk.open())
+        host.core = NodeCore(self.config, self.keys, host.node_id, node_key(host.node_id), ledger)
+        host.timers.clear()
+        self._carry(host, host.core.start(self.net.now))
+
+    def _crash(self, host: Host) -> None:
+        host.crash_in_next_step = False
+        if host.core is not None:
+            host.core.ledger.close()
+        host.core = None
+        host.timers.clear()
+        host.disk.crash(self.rng)
+
+    def _carry(self, host: Host, step: NodeStep) -> None:
+        """The node's step, carried out as the node process does, then observed. A crash due
+        in this step strikes after the step wrote to its store and before the sync: the step's
+        sends never leave, and the disk keeps only what earlier syncs made durable."""
+        core = host.core
+        assert core is not None
+        if host.crash_in_next_step:
+            self._crash(host)
+            return
+        carry_out(step, core.ledger.store, host, host)
+        if host.honest:
+            for height in step.committed:
+                executed = core.app.recent[height]
+                ids = tuple(t.tx_id for t in executed.block.txs)
+                self.checker.on_committed(host.name, height, executed.hash, ids)
+            self.checker.on_view(host.name, core.replica.view)
+
+    # ------------------------------------------------------------------ the bus
+
+    def route(self, host: Host, item: Publish) -> None:
+        parsed = topics.parse_topic(CHAIN_ID, item.topic)
+        if parsed.kind is topics.TopicKind.PBFT:
+            sends = [Send(parsed.dest, item.payload)]
+            if host.liar is not None:
+                sends = host.liar.rewrite(sends, self.cache.decode)
+            for send in sends:
+                self._send_pbft(host, send)
+        elif parsed.kind is topics.TopicKind.COMMIT:
+            for client in [parsed.dest] if parsed.dest else self.clients:
+                if client in self.client_ends:
+                    end = self.client_ends[client]
+                    self.net.transmit(
+                        host, end, "notice", (client, item.payload), len(item.payload)
+                    )
+
+    def _send_pbft(self, host: Host, send: Send) -> None:
+        body = self.cache.decode(send.data).body
+        if isinstance(body, Commit):
+            self.checker.on_commit_vote(host.node_id, body.view, body.seq, body.digest)
+        targets = [send.to] if send.to is not None else self.nodes
+        for node in targets:
+            if node == host.node_id:
+                continue
+            topic = (
+                topics.pbft_topic(CHAIN_ID, host.node_id)
+                if send.to is None
+                else topics.pbft_direct_topic(CHAIN_ID, host.node_id, node)
+            )
+            for dst in self.by_node.get(node, ()):
+                self.net.transmit(
+                    host, dst, "deliver", (dst, host, topic, send.data), len(send.data)
+                )
+
+    # ------------------------------------------------------------------ clients
+
+    def _submit_next(self) -> None:
+        """Every signer with nothing in flight sends its next transaction."""
+        busy = {w.signer for w in self.waiting.values()}
+        for signer, stx in self.workload.next_transactions(busy):
+            self.checker.submitted.add(stx.tx_id)
+            self.waiting[stx.tx_id] = _Waiting(stx, signer, self.net.now)
+            self._broadcast(stx)
+
+    def _broadcast(self, stx: SignedTransaction) -> None:
+        client = self.clients[zlib.crc32(stx.tx_id) % len(self.clients)]
+        payload = _batch([stx])
+        for node in self.nodes:
+            for dst in self.by_node[node]:
+                self.net.transmit(
+                    self.client_ends[client], dst, "request", (dst, client, payload), len(payload)
+                )
+        self.net.push(self.net.now + CLIENT_RETRY_MS, "retry", stx.tx_id)
+
+    def _on_notice(self, client: str, payload: bytes) -> None:
+        try:
+            notice = decode_answer(payload, CHAIN_ID, self.keys.node_keys)
+        except RemoteError:
+            self.rejected_notices += 1
+            return
+        if not isinstance(notice, CommitNotice):
+            return
+        for receipt in notice.receipts:
+            waiting = self.waiting.get(receipt.tx_id)
+            if waiting is None:
+                continue
+            claim = (notice.height, notice.block_hash, notice.business_day, receipt.leaf())
+            voters = waiting.votes.setdefault(claim, set())
+            voters.add(notice.node)
+            if len(voters) > self.f:
+                del self.waiting[receipt.tx_id]
+                self.acknowledged[receipt.tx_id] = notice.height
+                self.latencies.append(self.net.now - waiting.submitted_at)
+                self.checker.on_accept(receipt.tx_id, notice.height, notice.block_hash)
+                self.workload.on_outcome(waiting.signer, waiting.stx, receipt)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> RunResult:
+        settings = self.settings
+        for host in self.hosts.values():
+            self._boot(host)
+        for at in range(0, settings.safety_ms, 100):
+            self.net.push(at, "submit", None)
+        for crash in self.plan.crashes:
+            for host in self.by_node[crash.node]:
+                self.net.push(crash.at, "crash", host)
+                self.net.push(crash.restart_at, "restart", host)
+        self.net.push(settings.safety_ms, "heal", None)
+        deadline = settings.safety_ms + settings.liveness_budget_ms
+        try:
+            finished = self._loop(deadline)
+            if finished:
+                self._final_checks()
+        except LocalError as exc:
+            self.checker.violations.append(f"node invariant broken: {exc}")
+            finished = True
+        except Exception as exc:  # a bug: report it against this seed so it can be replayed
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.checker.violations.append(
+                f"crash {type(exc).__name__}: {exc} at {where.filename}:{where.lineno}"
+            )
+            finished = True
+        return self._result(None if finished else self._describe())
+
+    def _loop(self, deadline: int) -> bool:
+        while (event := self.net.pop()) is not None:
+            at, kind, payload = event
+            if at > deadline:
+                return False
+            if kind == "deliver":
+                dst, src, topic, data = payload
+                if dst.core is None:
+                    continue
+                self.net.trace.update(
+                    b"%d:%d:%d:%d;" % (at, dst.index, src.index, zlib.crc32(data))
+                )
+                self._carry(dst, dst.core.on_message(topic, data, at))
+            elif kind == "timer":
+                host, name, due = payload
+                if host.core is not None and host.timers.get(name) == due:
+                    del host.timers[name]
+                    self._carry(host, host.core.on_timer(name, at))
+            elif kind == "request":
+                host, client, batch = payload
+                if host.core is not None:
+                    topic = topics.request_topic(CHAIN_ID, client)
+                    self._carry(host, host.core.on_message(topic, batch, at))
+                    while host.core.has_queued_requests:
+                        self._carry(host, host.core.admit_next(at))
+            elif kind == "notice":
+                self._on_notice(*payload)
+            elif kind == "submit":
+                self._submit_next()
+            elif kind == "retry":
+                waiting = self.waiting.get(payload)
+                if waiting is not None:
+                    self._broadcast(waiting.stx)
+            elif kind == "crash":
+                if not self.net.healed and payload.core is not None:
+                    if self.rng.random() < 0.5:
+                        payload.crash_in_next_step = True
+                    else:
+                        self._crash(payload)
+            elif kind == "restart":
+                if payload.core is None and not (self.net.healed and payload.twin == "b"):
+                    self._boot(payload)
+            elif kind == "heal":
+                self._heal()
+            elif kind == "check":
+                if self._converged():
+                    return True
+                self.net.push(at + CHECK_EVERY_MS, "check", None)
+        return False
+
+    def _heal(self) -> None:
+        self.net.healed = True
+        for host in self.hosts.values():
+            host.crash_in_next_step = False
+            if host.twin == "b":
+                if host.core is not None:
+                    host.core.ledger.close()
+                host.core = None  # one copy of a twinned node is left: an ordinary peer
+                host.timers.clear()
+            elif host.core is None:
+                self._boot(host)
+        self.workload.stop_new_flows()
+        self.net.push(self.net.now + 100, "submit", None)
+        self.net.push(self.net.now + CHECK_EVERY_MS, "check", None)
+
+    def _converged(self) -> bool:
+        self._submit_next()
+        if self.waiting or not self.workload.done():
+            return False
+        height = self.checker.height
+        for host in self.hosts.values():
+            if host.honest and (host.core is None or host.core.ledger.head.height != height):
+                return False
+        return True
+
+    def _final_checks(self) -> None:
+        """Business invariants and the acknowledged outcomes, on every honest store."""
+        for host in self.hosts.values():
+            if not host.honest or host.core is None:
+                continue
+            ledger = host.core.ledger
+            report = audit_report(ledger.chain.state)
+            if report["total_money"] != self.workload.genesis_money:
+                self.workload.violations.append(
+                    f"{host.name}: money {report['total_money']} != genesis "
+                    f"{self.workload.genesis_money}"
+                )
+            for problem in report["problems"][:5]:
+                self.workload.violations.append(f"{host.name}: audit: {problem}")
+            for tx_id, height in self.acknowledged.items():
+                locations = ledger.store.tx_locations(tx_id)
+                if [h for h, _ in locations] != [height]:
+                    self.checker.violations.append(
+                        f"{host.name}: acknowledged tx {tx_id.hex()[:16]} at {height} is stored "
+                        f"at {[h for h, _ in locations]}"
+                    )
+            verified = verify_open_store(self.config, self.keys, ledger.store)
+            if not verified.ok:
+                self.checker.violations.append(f"{host.name}: ledger verify: {verified.errors[0]}")
+
+    def _describe(self) -> str:
+        states = []
+        for host in self.hosts.values():
+            tag = "" if host.honest else f"[{self.plan.byzantine.get(host.node_id)}]"
+            core = host.core
+            if core is None:
+                states.append(f"{host.name}{tag}:down")
+                continue
+            r = core.replica
+            mode = "vc" if r.changing else "ok"
+            states.append(f"{host.name}{tag}:v{r.view}{mode}/h{r.executed}/p{len(r.pending)}")
+        return (
+            f"not converged: height {self.checker.height}, {len(self.waiting)} transactions "
+            f"unanswered, {self.workload.remaining()} still to send; " + " ".join(states)
+        )
+
+    def _result(self, liveness_failure: str | None) -> RunResult:
+        byzantine: dict[str, int] = {}
+        for behaviour in self.plan.byzantine.values():
+            byzantine[behaviour] = byzantine.get(behaviour, 0) + 1
+        faults = self.plan.kinds()
+        faults.update(self.net.fault_counts)
+        drops: dict[str, int] = {}
+        view_changes = 0
+        for host in self.hosts.values():
+            if host.core is not None and host.honest:
+                for reason, count in host.core.status(self.net.now)["rejected_by_reason"].items():
+                    drops[reason] = drops.get(reason, 0) + count
+                view_changes = max(view_changes, host.core.replica.view)
+        return RunResult(
+            seed=self.seed,
+            nodes=len(self.nodes),
+            safety_violations=list(self.checker.violations),
+            liveness_failure=liveness_failure,
+            trace_hash=self.net.trace.hexdigest(),
+            faults=faults,
+            byzantine=byzantine,
+            messages=self.net.messages,
+            bytes=self.net.bytes,
+            blocks=self.checker.height,
+            requests=len(self.checker.submitted),
+            latencies_ms=self.latencies,
+            virtual_ms=self.net.now,
+            view_changes=view_changes,
+            drops=dict(sorted(drops.items())),
+            app="node",
+            committed_txs=len(self.acknowledged),
+            business_invariant_violations=list(self.workload.violations),
+            disk_faults=sum(h.disk.lost_writes for h in self.hosts.values()),
+            operations=dict(sorted(self.workload.operations.items())),
+        )
+
+
+def _batch(txs: list[SignedTransaction]) -> bytes:
+    from consortium import codec
+
+    return codec.encode_flat([t.raw for t in txs])
+
+
+def corrupt_ledger_block(pp: PrePrepare, rng: random.Random) -> bytes:
+    """A ledger block with a wrong parent or height, or bytes that are no block at all."""
+    choice = rng.randrange(3)
+    if choice == 0:
+        return b"\x93garbage" + pp.block[:8]
+    try:
+        header, txs = split_block(pp.block)
+    except RemoteError:
+        return pp.block
+    if choice == 1:
+        header = dataclasses.replace(header, parent_hash=sha256(b"x"))
+    else:
+        header = dataclasses.replace(header, height=header.height + 1)
+    from consortium import codec
+
+    return codec.encode_flat((header.to_wire(), list(txs)))
+
+
+def run_whole_node_seed(seed: int, settings: SimSettings | None = None) -> RunResult:
+    settings = settings or SimSettings(consensus=NODE_CONSENSUS)
+    return WholeNodeSimulation(seed, settings).run()
+
+
+def _unused(_: Any) -> None:  # keeps the typing import used when trimmed
+    return None
