@@ -214,6 +214,14 @@ class BusinessWorkload:
         if receivable is not None:
             yield self._confirm(receivable, AMOUNT + 1)  # the wrong amount
             yield Step(supplier, "receivable.pledge", {"receivable": receivable, "bank": supplier})
+            lend = {
+                "borrower": supplier,
+                "principal": AMOUNT,
+                "amount_due": AMOUNT,
+                "due_day": 90,
+                "receivable": receivable,  # not pledged to this bank
+            }
+            yield Step(self.banks[0], "loan.lend", lend)
         yield Step(
             self.banks[0], "receivable.draft", {"debtor": self.core, "amount": 5, "due_day": 9}
         )
