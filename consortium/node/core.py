@@ -37,6 +37,7 @@ from consortium.notices import (
 from consortium.pbft.actions import Actions, CancelTimer, Persist, SetTimer
 from consortium.pbft.app import InvalidRequest
 from consortium.pbft.replica import Replica
+from consortium.pbft.wire import WireCache
 from consortium.transport import topics
 
 MAX_REQUESTS_PER_MESSAGE = 10_000
@@ -104,7 +105,10 @@ class NodeCore:
         ledger: Ledger,
         *,
         durable: bool = True,
+        wire_cache: WireCache | None = None,
     ) -> None:
+        """`wire_cache`: decoded and verified consensus messages; the simulator shares one among
+        its nodes, since a signature checks the same wherever it is checked."""
         self.config = config
         self.chain_id = config.chain_id
         self.node_id = node_id
@@ -121,6 +125,7 @@ class NodeCore:
             config.consensus,
             self.app,
             records=ledger.store.consensus_records(),
+            cache=wire_cache,
         )
         self.logged_view = (self.replica.view, self.replica.changing)
         self.rejects = RejectCounts()

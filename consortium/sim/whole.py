@@ -18,6 +18,7 @@ import dataclasses
 import random
 import traceback
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ from consortium.errors import LocalError, RemoteError
 from consortium.keys import KeyDirectory
 from consortium.ledger.block import split_block
 from consortium.ledger.ledger import Ledger
+from consortium.ledger.signatures import VerifyJob, verify_jobs
 from consortium.ledger.tx import SignedTransaction
 from consortium.ledger.verify import verify_open_store
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
-from consortium.notices import CommitNotice, decode_answer
+from consortium.notices import CommitNotice, UnknownNotice, decode_answer
 from consortium.pbft.actions import Send
 from consortium.pbft.messages import Commit, PrePrepare
 from consortium.pbft.wire import WireCache
@@ -139,6 +141,7 @@ class WholeNodeSimulation:
         self.plan = draw_plan(self.rng, self.nodes, settings.safety_ms, settings.byzantine)
         self.net = SimNetwork(self.rng, self.plan)
         self.cache = WireCache()
+        self.verifier = MemoVerifier()
         self.checker = Checker(quorum=quorum_size(len(self.nodes)))
         self.workload = BusinessWorkload(
             self.config, {m.id: member_key(m.id) for m in self.config.members}, self.rng
@@ -175,12 +178,26 @@ class WholeNodeSimulation:
         self.acknowledged: dict[bytes, int] = {}
         self.latencies: list[int] = []
         self.rejected_notices = 0
+        self.notices: dict[bytes, CommitNotice | UnknownNotice] = {}
 
     # ------------------------------------------------------------------ hosts
 
     def _boot(self, host: Host) -> None:
-        ledger = Ledger(self.config, self.keys, Path(host.name), store=host.disk.open())
-        host.core = NodeCore(self.config, self.keys, host.node_id, node_key(host.node_id), ledger)
+        ledger = Ledger(
+            self.config,
+            self.keys,
+            Path(host.name),
+            verifier=self.verifier,
+            store=host.disk.open(),
+        )
+        host.core = NodeCore(
+            self.config,
+            self.keys,
+            host.node_id,
+            node_key(host.node_id),
+            ledger,
+            wire_cache=self.cache,
+        )
         host.timers.clear()
         self._carry(host, host.core.start(self.net.now))
 
@@ -266,11 +283,14 @@ class WholeNodeSimulation:
         self.net.push(self.net.now + CLIENT_RETRY_MS, "retry", stx.tx_id)
 
     def _on_notice(self, client: str, payload: bytes) -> None:
-        try:
-            notice = decode_answer(payload, CHAIN_ID, self.keys.node_keys)
-        except RemoteError:
-            self.rejected_notices += 1
-            return
+        notice = self.notices.get(payload)  # one broadcast reaches every client: check it once
+        if notice is None:
+            try:
+                notice = decode_answer(payload, CHAIN_ID, self.keys.node_keys)
+            except RemoteError:
+                self.rejected_notices += 1
+                return
+            self.notices[payload] = notice
         if not isinstance(notice, CommitNotice):
             return
         for receipt in notice.receipts:
@@ -412,7 +432,7 @@ class WholeNodeSimulation:
                         f"{host.name}: acknowledged tx {tx_id.hex()[:16]} at {height} is stored "
                         f"at {[h for h, _ in locations]}"
                     )
-            verified = verify_open_store(self.config, self.keys, ledger.store)
+            verified = verify_open_store(self.config, self.keys, ledger.store, self.verifier)
             if not verified.ok:
                 self.checker.violations.append(f"{host.name}: ledger verify: {verified.errors[0]}")
 
@@ -467,6 +487,27 @@ class WholeNodeSimulation:
             disk_faults=sum(h.disk.lost_writes for h in self.hosts.values()),
             operations=dict(sorted(self.workload.operations.items())),
         )
+
+
+class MemoVerifier:
+    """Transaction signatures checked once for all simulated nodes: a verdict is a pure function
+    of (key, message, signature), so remembering it changes no outcome, only the wall time."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[VerifyJob, bool] = {}
+
+    def start(self, jobs: Sequence[VerifyJob]) -> Callable[[], list[bool]]:
+        verdicts = self.verify_many(jobs)
+        return lambda: verdicts
+
+    def verify_many(self, jobs: Sequence[VerifyJob]) -> list[bool]:
+        out = []
+        for job in jobs:
+            verdict = self.verdicts.get(job)
+            if verdict is None:
+                verdict = self.verdicts[job] = verify_jobs([job])[0]
+            out.append(verdict)
+        return out
 
 
 def _batch(txs: list[SignedTransaction]) -> bytes:
