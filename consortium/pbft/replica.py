@@ -142,6 +142,7 @@ class Replica:
         self.own_view_change: Signed | None = None
         self.pending: dict[bytes, bytes] = {}
         self.pending_since: dict[bytes, int] = {}  # when each pending request was last relayed
+        self.executed_at_last_relay = self.executed
         self.peer_executed: dict[str, int] = {}
         self.fetch_target = 0
         self.fetch_attempt = 0
@@ -389,8 +390,16 @@ class Replica:
     def _relay_unproposed(self) -> None:
         """Relay to the primary the requests it has not proposed for a relay interval (PBFT
         section 4.1: a backup forwards a client request to the primary). The primary may have
-        missed or shed the client's message while the backups hold it."""
+        missed or shed the client's message while the backups hold it. Only when no block was
+        executed during the interval: while blocks keep executing, nothing is stalled (the
+        progress timer restarts with each one), and relaying a backlog the primary already holds
+        would only load it further."""
         if self.changing or self.primary == self.node_id:
+            return
+        progressed = self.executed != self.executed_at_last_relay
+        self.executed_at_last_relay = self.executed
+        if progressed:
+            self._arm_relay()
             return
         cutoff = self._now - self._relay_interval()
         inflight = self._inflight_ids()
