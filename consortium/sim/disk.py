@@ -19,6 +19,10 @@ from consortium.ledger.store import Store
 MAX_UNSYNCED_IMAGES = 8
 
 
+class PowerLoss(Exception):
+    """The power failed while the node was writing: nothing after this point happened."""
+
+
 @dataclass
 class SimDisk:
     name: str
@@ -27,6 +31,7 @@ class SimDisk:
     syncs: int = 0
     crashes: int = 0
     lost_writes: int = 0  # crashes that lost at least one committed but unsynced write
+    power_fails: bool = False  # the next write or sync does not happen: the node is crashing
 
     def open(self) -> MemoryStore:
         db = sqlite3.connect(":memory:", isolation_level=None)
@@ -38,6 +43,7 @@ class SimDisk:
         """What survives a power loss: the synced image, or a later commit that reached the
         disk anyway; the images still pending are gone."""
         self.crashes += 1
+        self.power_fails = False
         if self.unsynced:
             if rng.random() < keep_some_unsynced:
                 kept = rng.randrange(len(self.unsynced))
@@ -54,7 +60,14 @@ class MemoryStore(Store):
         self.disk = disk
         super().__init__(f"sim:{disk.name}", db=db)
 
+    def write_consensus_records(self, writes: list[tuple[str, bytes | None]]) -> None:
+        if self.disk.power_fails:
+            raise PowerLoss(self.disk.name)
+        super().write_consensus_records(writes)
+
     def sync(self) -> None:
+        if self.disk.power_fails:
+            raise PowerLoss(self.disk.name)
         self.disk.synced = self.db.serialize()
         self.disk.unsynced.clear()
         self.disk.syncs += 1

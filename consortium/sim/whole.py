@@ -14,6 +14,7 @@ at the height it was acknowledged at, and `ledger verify` passing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import traceback
@@ -44,7 +45,7 @@ from consortium.roles import max_faulty, quorum_size
 from consortium.sim.business import BusinessWorkload
 from consortium.sim.byzantine import Liar
 from consortium.sim.checker import Checker
-from consortium.sim.disk import SimDisk
+from consortium.sim.disk import PowerLoss, SimDisk
 from consortium.sim.faults import draw_plan
 from consortium.sim.network import SimNetwork
 from consortium.sim.runner import RunResult, SimSettings
@@ -211,11 +212,15 @@ class WholeNodeSimulation:
 
     def _carry(self, host: Host, step: NodeStep) -> None:
         """The node's step, carried out as the node process does, then observed. A crash due
-        in this step strikes after the step wrote to its store and before the sync: the step's
-        sends never leave, and the disk keeps only what earlier syncs made durable."""
+        in this step strikes once the step ran: the power fails at its first write or sync
+        (whatever `carry_out` sent before that point has left), and the disk keeps only what
+        earlier syncs made durable."""
         core = host.core
         assert core is not None
         if host.crash_in_next_step:
+            host.disk.power_fails = True
+            with contextlib.suppress(PowerLoss):
+                carry_out(step, core.ledger.store, host, host)
             self._crash(host)
             return
         carry_out(step, core.ledger.store, host, host)
