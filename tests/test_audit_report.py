@@ -73,7 +73,9 @@ def test_audit_command_prints_json_and_fails_in_one_line_without_a_store(tmp_pat
     group = ConsortiumGroup(commands={"audit": audit})
     missing = CliRunner().invoke(group, ["audit", "--config", str(net.config.path)])
     assert missing.exit_code != 0
-    assert "ledger.sqlite: file does not exist" in missing.output and "Traceback" not in missing.output
+    assert (
+        "ledger.sqlite: file does not exist" in missing.output and "Traceback" not in missing.output
+    )
     Ledger(net.config, net.keys, store_path(net.config, "regulator")).close()
     result = CliRunner().invoke(group, ["audit", "--json", "--config", str(net.config.path)])
     assert result.exit_code == 0, result.output
