@@ -19,7 +19,7 @@ raised: anyone with a broker login can publish garbage, and it must not stop a c
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,12 @@ class ClientCore:
         retransmit_ms: int = RETRANSMIT_MS,
         ask_every_ms: int = ASK_EVERY_MS,
         max_batch: int = MAX_BATCH,
+        decode: Callable[[bytes, str, dict[str, bytes]], CommitNotice | UnknownNotice] = (
+            decode_answer
+        ),
     ) -> None:
+        """`decode`: how a payload becomes a checked notice (a simulator shares one memo of
+        them among its clients: a broadcast notice checks the same for every client)."""
         if n < 1:
             raise ValueError(f"a network has at least one node, not {n}")
         if retransmit_ms <= 0 or ask_every_ms <= 0 or max_batch <= 0:
@@ -154,6 +159,7 @@ class ClientCore:
         self.retransmit_ms = retransmit_ms
         self.ask_every_ms = ask_every_ms
         self.max_batch = max_batch
+        self.decode = decode
         self.request_topic = topics.request_topic(chain_id, client_id)
         self.ask_topic = topics.ask_topic(chain_id, client_id)
         self.heights: dict[str, int] = {}
@@ -221,7 +227,7 @@ class ClientCore:
             step.wake_at_ms = self.next_wake_ms()
             return step
         try:
-            notice = decode_answer(payload, self.chain_id, self.node_keys)
+            notice = self.decode(payload, self.chain_id, self.node_keys)
         except RemoteError:
             self._reject("bad_notice")
             step.wake_at_ms = self.next_wake_ms()

@@ -22,15 +22,16 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from consortium import codec
+from consortium.client.protocol import ClientCore, ClientStep, Outcome
 from consortium.config import ConsensusConfig, NetworkConfig, parse_config
 from consortium.contracts.audit import audit_report
 from consortium.crypto import KeyPair, sha256
 from consortium.devnet import network_dict
 from consortium.errors import LocalError, RemoteError
 from consortium.keys import KeyDirectory
-from consortium.ledger.block import split_block
+from consortium.ledger.block import Receipt, split_block
 from consortium.ledger.ledger import Ledger
 from consortium.ledger.signatures import VerifyJob, verify_jobs
 from consortium.ledger.tx import SignedTransaction
@@ -115,12 +116,12 @@ class Host:
         self.timers.pop(name, None)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Waiting:
     stx: SignedTransaction
     signer: str
+    client: str
     submitted_at: int
-    votes: dict[tuple, set[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +176,20 @@ class WholeNodeSimulation:
                 self.by_node.setdefault(node, []).append(host)
         self.clients = [f"load-{i}" for i in range(settings.clients)]
         self.client_ends = {c: _ClientEnd(c) for c in self.clients}
+        self.client_cores = {
+            c: ClientCore(
+                CHAIN_ID,
+                self.keys.node_keys,
+                len(self.nodes),
+                c,
+                retransmit_ms=CLIENT_RETRY_MS,
+                decode=self._decode_notice,
+            )
+            for c in self.clients
+        }
         self.waiting: dict[bytes, _Waiting] = {}
         self.acknowledged: dict[bytes, int] = {}
         self.latencies: list[int] = []
-        self.rejected_notices = 0
         self.notices: dict[bytes, CommitNotice | UnknownNotice] = {}
 
     # ------------------------------------------------------------------ hosts
@@ -245,9 +256,8 @@ class WholeNodeSimulation:
             for client in [parsed.dest] if parsed.dest else self.clients:
                 if client in self.client_ends:
                     end = self.client_ends[client]
-                    self.net.transmit(
-                        host, end, "notice", (client, item.payload), len(item.payload)
-                    )
+                    message = (client, item.topic, item.payload)
+                    self.net.transmit(host, end, "notice", message, len(item.payload))
 
     def _send_pbft(self, host: Host, send: Send) -> None:
         body = self.cache.decode(send.data).body
@@ -273,44 +283,46 @@ class WholeNodeSimulation:
         """Every signer with nothing in flight sends its next transaction."""
         busy = {w.signer for w in self.waiting.values()}
         for signer, stx in self.workload.next_transactions(busy):
+            client = self.clients[zlib.crc32(stx.tx_id) % len(self.clients)]
             self.checker.submitted.add(stx.tx_id)
-            self.waiting[stx.tx_id] = _Waiting(stx, signer, self.net.now)
-            self._broadcast(stx)
+            self.waiting[stx.tx_id] = _Waiting(stx, signer, client, self.net.now)
+            self._client_step(client, self.client_cores[client].submit([stx], self.net.now))
 
-    def _broadcast(self, stx: SignedTransaction) -> None:
-        client = self.clients[zlib.crc32(stx.tx_id) % len(self.clients)]
-        payload = _batch([stx])
-        for node in self.nodes:
-            for dst in self.by_node[node]:
-                self.net.transmit(
-                    self.client_ends[client], dst, "request", (dst, client, payload), len(payload)
-                )
-        self.net.push(self.net.now + CLIENT_RETRY_MS, "retry", stx.tx_id)
+    def _client_step(self, client: str, step: ClientStep) -> None:
+        """What the client core asks for: its requests broadcast to every node, its decided
+        outcomes handed to the workload, a tick when its next retransmission is due."""
+        end = self.client_ends[client]
+        for item in step.publish:
+            parsed = topics.parse_topic(CHAIN_ID, item.topic)
+            kind = "request" if parsed.kind is topics.TopicKind.REQUEST else "ask"
+            for node in self.nodes:
+                for dst in self.by_node[node]:
+                    payload = (dst, item.topic, item.payload)
+                    self.net.transmit(end, dst, kind, payload, len(item.payload))
+        for outcome in step.decided:
+            if isinstance(outcome, Outcome):
+                self._accepted(outcome)
+        if step.wake_at_ms is not None:
+            self.net.push(step.wake_at_ms, "client_tick", client)
 
-    def _on_notice(self, client: str, payload: bytes) -> None:
-        notice = self.notices.get(payload)  # one broadcast reaches every client: check it once
-        if notice is None:
-            try:
-                notice = decode_answer(payload, CHAIN_ID, self.keys.node_keys)
-            except RemoteError:
-                self.rejected_notices += 1
-                return
-            self.notices[payload] = notice
-        if not isinstance(notice, CommitNotice):
+    def _accepted(self, outcome: Outcome) -> None:
+        waiting = self.waiting.pop(outcome.tx_id, None)
+        if waiting is None:
             return
-        for receipt in notice.receipts:
-            waiting = self.waiting.get(receipt.tx_id)
-            if waiting is None:
-                continue
-            claim = (notice.height, notice.block_hash, notice.business_day, receipt.leaf())
-            voters = waiting.votes.setdefault(claim, set())
-            voters.add(notice.node)
-            if len(voters) > self.f:
-                del self.waiting[receipt.tx_id]
-                self.acknowledged[receipt.tx_id] = notice.height
-                self.latencies.append(self.net.now - waiting.submitted_at)
-                self.checker.on_accept(receipt.tx_id, notice.height, notice.block_hash)
-                self.workload.on_outcome(waiting.signer, waiting.stx, receipt)
+        self.acknowledged[outcome.tx_id] = outcome.height
+        self.latencies.append(self.net.now - waiting.submitted_at)
+        self.checker.on_accept(outcome.tx_id, outcome.height, outcome.block_hash)
+        receipt = Receipt(outcome.tx_id, outcome.ok, outcome.reason, outcome.result)
+        self.workload.on_outcome(waiting.signer, waiting.stx, receipt)
+
+    def _decode_notice(
+        self, payload: bytes, chain_id: str, node_keys: dict[str, bytes]
+    ) -> CommitNotice | UnknownNotice:
+        """One broadcast reaches every client: check it once."""
+        notice = self.notices.get(payload)
+        if notice is None:
+            notice = self.notices[payload] = decode_answer(payload, chain_id, node_keys)
+        return notice
 
     # ------------------------------------------------------------------ run
 
@@ -359,21 +371,19 @@ class WholeNodeSimulation:
                 if host.core is not None and host.timers.get(name) == due:
                     del host.timers[name]
                     self._carry(host, host.core.on_timer(name, at))
-            elif kind == "request":
-                host, client, batch = payload
+            elif kind in ("request", "ask"):
+                host, topic, message = payload
                 if host.core is not None:
-                    topic = topics.request_topic(CHAIN_ID, client)
-                    self._carry(host, host.core.on_message(topic, batch, at))
+                    self._carry(host, host.core.on_message(topic, message, at))
                     while host.core.has_queued_requests:
                         self._carry(host, host.core.admit_next(at))
             elif kind == "notice":
-                self._on_notice(*payload)
+                client, topic, message = payload
+                self._client_step(client, self.client_cores[client].on_message(topic, message, at))
+            elif kind == "client_tick":
+                self._client_step(payload, self.client_cores[payload].tick(at))
             elif kind == "submit":
                 self._submit_next()
-            elif kind == "retry":
-                waiting = self.waiting.get(payload)
-                if waiting is not None:
-                    self._broadcast(waiting.stx)
             elif kind == "crash":
                 if not self.net.healed and payload.core is not None:
                     if self.rng.random() < 0.5:
@@ -515,12 +525,6 @@ class MemoVerifier:
         return out
 
 
-def _batch(txs: list[SignedTransaction]) -> bytes:
-    from consortium import codec
-
-    return codec.encode_flat([t.raw for t in txs])
-
-
 def corrupt_ledger_block(pp: PrePrepare, rng: random.Random) -> bytes:
     """A ledger block with a wrong parent or height, or bytes that are no block at all."""
     choice = rng.randrange(3)
@@ -534,15 +538,9 @@ def corrupt_ledger_block(pp: PrePrepare, rng: random.Random) -> bytes:
         header = dataclasses.replace(header, parent_hash=sha256(b"x"))
     else:
         header = dataclasses.replace(header, height=header.height + 1)
-    from consortium import codec
-
     return codec.encode_flat((header.to_wire(), list(txs)))
 
 
 def run_whole_node_seed(seed: int, settings: SimSettings | None = None) -> RunResult:
     settings = settings or SimSettings(consensus=NODE_CONSENSUS)
     return WholeNodeSimulation(seed, settings).run()
-
-
-def _unused(_: Any) -> None:  # keeps the typing import used when trimmed
-    return None
