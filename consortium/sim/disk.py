@@ -41,8 +41,10 @@ class SimDisk:
 
     def crash(self, rng: random.Random, keep_some_unsynced: float = 0.3) -> None:
         """What survives a power loss: the synced image, or a later commit that reached the
-        disk anyway; the images still pending are gone."""
+        disk anyway; the images still pending are gone (and so is a write the power cut)."""
         self.crashes += 1
+        if self.power_fails and not self.unsynced:
+            self.lost_writes += 1
         self.power_fails = False
         if self.unsynced:
             if rng.random() < keep_some_unsynced:

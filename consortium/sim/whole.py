@@ -103,7 +103,7 @@ class Host:
     liar: Liar | None = None
     core: NodeCore | None = None
     timers: dict[str, int] = field(default_factory=dict)
-    crash_in_next_step: bool = False  # the next step runs, then power fails before its sync
+    crash_in_next_step: bool = False  # power fails in the next step that writes, before its sync
 
     def publish(self, item: Publish) -> None:
         self.sim.route(self, item)
@@ -223,12 +223,12 @@ class WholeNodeSimulation:
 
     def _carry(self, host: Host, step: NodeStep) -> None:
         """The node's step, carried out as the node process does, then observed. A crash due
-        in this step strikes once the step ran: the power fails at its first write or sync
-        (whatever `carry_out` sent before that point has left), and the disk keeps only what
-        earlier syncs made durable."""
+        in a step that writes strikes once the step ran: the power fails at its first write or
+        sync (whatever `carry_out` sent before that point has left), and the disk keeps only
+        what earlier syncs made durable, or one of the later commits."""
         core = host.core
         assert core is not None
-        if host.crash_in_next_step:
+        if host.crash_in_next_step and (step.sync or step.records):
             host.disk.power_fails = True
             with contextlib.suppress(PowerLoss):
                 carry_out(step, core.ledger.store, host, host)
@@ -412,7 +412,6 @@ class WholeNodeSimulation:
                 host.timers.clear()
             elif host.core is None:
                 self._boot(host)
-        self.workload.stop_new_flows()
         self.net.push(self.net.now + 100, "submit", None)
         self.net.push(self.net.now + CHECK_EVERY_MS, "check", None)
 
