@@ -126,6 +126,15 @@ def draw_plan(rng: random.Random, nodes: list[str], safety_ms: int, byzantine: b
         node = rng.choice(honest)
         at = rng.randint(0, safety_ms - 500)
         crashes.append(Crash(node, at, min(safety_ms, at + rng.randint(200, 8000))))
+    if len(honest) > 1 and rng.random() < 0.3:
+        # A crash storm: several nodes (possibly more than f) go down close together and come
+        # back from their disks, as after a power cut, so that what each one persisted, and
+        # not only what the others remember, must carry consensus on.
+        victims = rng.sample(honest, rng.randint(2, len(honest)))
+        start = rng.randint(0, safety_ms - 3000)
+        for node in sorted(victims):
+            at = start + rng.randint(0, 1500)
+            crashes.append(Crash(node, at, min(safety_ms, at + rng.randint(100, 2500))))
 
     clogs = []
     for _ in range(rng.choice([0, 1, 2])):

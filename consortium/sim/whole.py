@@ -34,7 +34,7 @@ from consortium.keys import KeyDirectory
 from consortium.ledger.block import Receipt, split_block
 from consortium.ledger.ledger import Ledger
 from consortium.ledger.signatures import VerifyJob, verify_jobs
-from consortium.ledger.tx import SignedTransaction
+from consortium.ledger.tx import SignedTransaction, decode_transaction
 from consortium.ledger.verify import verify_open_store
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
@@ -104,8 +104,10 @@ class Host:
     core: NodeCore | None = None
     timers: dict[str, int] = field(default_factory=dict)
     crash_in_next_step: bool = False  # power fails in the next step that writes, before its sync
+    published: int = 0
 
     def publish(self, item: Publish) -> None:
+        self.published += 1
         self.sim.route(self, item)
 
     def set_timer(self, name: str, at_ms: int) -> None:
@@ -211,7 +213,26 @@ class WholeNodeSimulation:
             wire_cache=self.cache,
         )
         host.timers.clear()
+        if host.honest:
+            self._resumed(host.name, ledger)
         self._carry(host, host.core.start(self.net.now))
+
+    def _resumed(self, name: str, ledger: Ledger) -> None:
+        """A restarted node resumes at what its disk kept: never below what it reported (that
+        was synced), and what it holds beyond (commits the disk kept unsynced) must agree."""
+        reported = self.checker.heights.get(name, 0)
+        head = ledger.head.height
+        if head < reported:
+            self.checker.violations.append(
+                f"{name} restarted at height {head} below its synced height {reported}"
+            )
+            self.checker.heights[name] = head
+            return
+        for height in range(reported + 1, head + 1):
+            stored = ledger.store.block(height)
+            assert stored is not None
+            ids = tuple(decode_transaction(raw).tx_id for raw in stored.txs)
+            self.checker.on_committed(name, height, stored.hash, ids)
 
     def _crash(self, host: Host) -> None:
         host.crash_in_next_step = False
@@ -230,11 +251,19 @@ class WholeNodeSimulation:
         assert core is not None
         if host.crash_in_next_step and (step.sync or step.records):
             host.disk.power_fails = True
+            sent_before = host.published
             with contextlib.suppress(PowerLoss):
                 carry_out(step, core.ledger.store, host, host)
+            if host.published != sent_before:  # the world heard this step: it must hold
+                self._observe(host, core, step)
             self._crash(host)
             return
         carry_out(step, core.ledger.store, host, host)
+        self._observe(host, core, step)
+
+    def _observe(self, host: Host, core: NodeCore, step: NodeStep) -> None:
+        """What the rest of the world can now know of an honest node: its commits (their
+        notices have left) and its view."""
         if host.honest:
             for height in step.committed:
                 executed = core.app.recent[height]
@@ -253,11 +282,29 @@ class WholeNodeSimulation:
             for send in sends:
                 self._send_pbft(host, send)
         elif parsed.kind is topics.TopicKind.COMMIT:
+            payload = item.payload if host.liar is None else self._lie_to_clients(host, item)
+            if payload is None:
+                return
             for client in [parsed.dest] if parsed.dest else self.clients:
                 if client in self.client_ends:
                     end = self.client_ends[client]
-                    message = (client, item.topic, item.payload)
-                    self.net.transmit(host, end, "notice", message, len(item.payload))
+                    message = (client, item.topic, payload)
+                    self.net.transmit(host, end, "notice", message, len(payload))
+
+    def _lie_to_clients(self, host: Host, item: Publish) -> bytes | None:
+        """A byzantine node tells clients, now and then, that their transactions went into a
+        block that does not exist, signed with its own key: f+1 matching notices must be
+        needed to believe it. A silent one tells them nothing."""
+        assert host.liar is not None
+        if host.liar.behaviour == "silent":
+            return None
+        if self.rng.random() < 0.5:
+            return item.payload
+        notice = CommitNotice.decode(item.payload, CHAIN_ID, self.keys.node_keys)
+        fake = sha256(notice.block_hash + b"a block that does not exist")
+        lie = CommitNotice(notice.node, notice.height, fake, notice.business_day, notice.receipts)
+        host.liar.lies += 1
+        return lie.signed(CHAIN_ID, node_key(host.node_id))
 
     def _send_pbft(self, host: Host, send: Send) -> None:
         body = self.cache.decode(send.data).body
