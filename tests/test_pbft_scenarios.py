@@ -3,6 +3,12 @@
 Each file in tests/testdata/pbft holds blocks of `command` lines, a `----` line, and the output
 the cluster must print. Run with PBFT_REWRITE=1 to record new output after a deliberate change,
 then review the diff like code.
+
+After `trace on` every input a command causes prints a header (`n01 start`, `n00 submit alice 1`,
+`n00->n01 PrePrepare(...)`, `n01 timer progress @1000`) and then, indented, the actions the
+replica returned in order: `persist <key>` / `delete <key>`, `send <to|*> <Message(...)>`,
+`timer set <name> @<ms>` / `timer cancel <name>`, `commit <height>`, and `dropped <reason>` for
+an input it refused. `trace off` stops it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,23 @@ DATA = Path(__file__).parent / "testdata" / "pbft"
 
 
 def _run_command(cluster: Cluster, line: str) -> list[str]:
+    """The command's own output, after the trace of the inputs it caused (when tracing)."""
+    if line.split() == ["trace", "on"]:
+        cluster.trace = []
+        return []
+    if line.split() == ["trace", "off"]:
+        cluster.trace = None
+        return []
+    out = _run_one(cluster, line)
+    if cluster.trace is None:
+        return out
+    traced, cluster.trace = cluster.trace, []
+    if line.split() == ["deliver", "verbose"]:
+        return traced  # each delivery's header is the line `deliver verbose` prints
+    return traced + out
+
+
+def _run_one(cluster: Cluster, line: str) -> list[str]:
     words = line.split()
     command, args = words[0], words[1:]
     if command == "cluster":
@@ -37,9 +60,22 @@ def _run_command(cluster: Cluster, line: str) -> list[str]:
                 out.append(envelope.describe(cluster.cache))
             return out
         return [f"delivered {cluster.deliver_all()} messages"]
-    if command == "drop-to":
+    if command == "deliver-only":
+        # Deliver messages of one kind (those queued and those they cause) in queue order, and
+        # hold every other message back: a way to split one round of the protocol from the next.
+        count = 0
+        while True:
+            kinds = [type(cluster.cache.decode(e.data).body).__name__ for e in cluster.queue]
+            if args[0] not in kinds:
+                return [f"delivered {count} messages"]
+            cluster.deliver(kinds.index(args[0]))
+            count += 1
+    if command in ("drop-to", "drop-from"):
         before = len(cluster.queue)
-        cluster.queue = [e for e in cluster.queue if e.dst != args[0]]
+        if command == "drop-to":
+            cluster.queue = [e for e in cluster.queue if e.dst != args[0]]
+        else:
+            cluster.queue = [e for e in cluster.queue if e.src != args[0]]
         return [f"dropped {before - len(cluster.queue)} messages"]
     if command == "advance":
         cluster.advance(int(args[0]))
@@ -135,3 +171,10 @@ def test_state_transfer() -> None:
 def test_restart_keeps_the_log() -> None:
     """Section 4.4 (safety across a crash): a restarted replica resumes from its disk."""
     run_script("restart.txt")
+
+
+def test_two_backups_crash_during_view_change() -> None:
+    """Section 4.4 with crashes: the block only the crashed primary committed survives a view
+    change whose quorum includes two replicas that crashed mid-change, because each restarts
+    with the prepared certificates it persisted and quotes them in its VIEW-CHANGE again."""
+    run_script("two_backups_crash_during_view_change.txt")

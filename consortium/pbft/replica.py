@@ -11,6 +11,12 @@ replica in a commit quorum then holds prepared certificates of that view for all
 unexecuted ancestors, so a quorum of VIEW-CHANGEs always reports the whole committed chain, and
 the NEW-VIEW rule can re-issue a prepared block only if it extends the block chosen just before
 it, filling everything else with empty (null) blocks without ever dropping a committed one.
+
+Every public input runs in two halves. Its handler does only what belongs to that input: it
+records a vote, a checkpoint vote or a request, installs fetched blocks, starts or completes a
+view change. Then `_advance` runs the normal case in one fixed order (validate in order, vote,
+execute, settle checkpoints, propose) and repeats it until a pass changes nothing. No step calls
+back into another, so whatever an input caused, its actions come out in that order.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from consortium.pbft.messages import (
     ViewChange,
     sign,
 )
+from consortium.pbft.new_view import plan_new_view
 from consortium.pbft.proofs import Dropped, ProofChecker, select_prepared
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
@@ -152,7 +159,10 @@ class Replica:
         self.executed_at_last_heartbeat = -1
         self._now = 0
         self._out = Actions()
-        self._room_freed = False
+        # Facts the handlers leave for `_advance`: the batch delay is over; checkpoints that
+        # received votes and may now be stable.
+        self._batch_due = False
+        self._checkpoints_to_check: set[int] = set()
         if records:
             self._restore(records)
 
@@ -165,7 +175,6 @@ class Replica:
         if self.changing:
             self.own_view_change = self._broadcast(self._make_view_change(self.view))
             self.view_changes.setdefault(self.view, {})[self.node_id] = self.own_view_change
-        self._progress()
         return self._finish()
 
     def receive(self, data: bytes, now: int, publisher: str | None = None) -> Actions:
@@ -205,14 +214,11 @@ class Replica:
         every replica receives them directly (clients broadcast on the bus), so forwarding them to
         the primary would only multiply the traffic; clients still retransmit on timeout."""
         self._begin(now)
-        added = False
         for request in requests:
             try:
-                added |= self._add_request(request, forward=forward)
+                self._add_request(request, forward=forward)
             except RemoteError:
                 self.counters["invalid_request"] += 1
-        if added:
-            self._maybe_propose()
         return self._finish()
 
     def timer(self, name: str, now: int) -> Actions:
@@ -225,7 +231,7 @@ class Replica:
         if name == STATUS_TIMER:
             self._heartbeat()
         elif name == BATCH_TIMER:
-            self._maybe_propose(force=True)
+            self._batch_due = True
         elif name == PROGRESS_TIMER:
             if self.primary == self.node_id:
                 # A primary does not suspect itself: when it is slow or cut off, the backups
@@ -258,12 +264,27 @@ class Replica:
         self._out = Actions()
 
     def _finish(self) -> Actions:
-        if self._room_freed:
-            # Blocks executed during this step: a primary holding requests back may propose.
-            self._room_freed = False
-            self._maybe_propose()
+        self._advance()
         out, self._out = self._out, Actions()
         return out
+
+    def _advance(self) -> None:
+        """Take the normal case as far as this step's facts allow, in one fixed order per pass,
+        until a pass changes nothing. Each step returns whether it changed what a later one
+        reads: a validated block may be voted on, a vote may complete a certificate, an executed
+        block may let the next one's COMMIT go out, settle a checkpoint or free room in the
+        window, and a stable checkpoint or a new block may free room for another proposal. Every
+        step is idempotent once nothing changed, so running the loop after any input is safe."""
+        while True:
+            changed = False
+            if not self.changing:
+                changed |= self._validate_in_order()
+                changed |= self._vote()
+            changed |= self._execute_ready()
+            changed |= self._settle_checkpoints()
+            changed |= self._propose()
+            if not changed:
+                return
 
     def _sign(self, body: Message) -> Signed:
         return sign(self.key, self.chain_id, self.node_id, body)
@@ -356,23 +377,22 @@ class Replica:
 
     # ----------------------------------------------------------------- requests
 
-    def _add_request(self, request: bytes, forward: bool) -> bool:
+    def _add_request(self, request: bytes, forward: bool) -> None:
         request_id = self.app.request_id(request)
         height = self.app.lookup_request(request_id)
         if height is not None:
             self._out.replies.append(Reply(request_id, height, self._committed_digest(height)))
-            return False
+            return
         if request_id in self.pending:
             if forward and not self.changing and self.primary != self.node_id:
                 self._send_to(self.primary, ForwardRequests((request,)))
-            return False
+            return
         self.pending[request_id] = request
         self.pending_since[request_id] = self._now
         if forward and not self.changing and self.primary != self.node_id:
             self._send_to(self.primary, ForwardRequests((request,)))
         self._arm_progress()
         self._arm_relay()
-        return True
 
     def _drop_pending(self, request_id: bytes) -> None:
         self.pending.pop(request_id, None)
@@ -416,14 +436,11 @@ class Replica:
         self._arm_relay()
 
     def _on_forward(self, body: ForwardRequests) -> None:
-        added = False
         for request in body.requests:
             try:
-                added |= self._add_request(request, forward=False)
+                self._add_request(request, forward=False)
             except RemoteError:
                 self.counters["invalid_request"] += 1
-        if added:
-            self._maybe_propose()
 
     def _arm_progress(self) -> None:
         if self.pending and not self.changing and PROGRESS_TIMER not in self.timer_due:
@@ -437,8 +454,17 @@ class Replica:
             for rid in slot.request_ids
         }
 
-    def _maybe_propose(self, force: bool = False) -> None:
-        """The primary turns pending requests into blocks while the window has room."""
+    def _propose(self) -> bool:
+        """The primary turns pending requests into blocks; whether it proposed any. The batch
+        delay being over (`_batch_due`) lets it propose a block that is not full, once."""
+        force, self._batch_due = self._batch_due, False
+        before = self.next_seq
+        self._propose_blocks(force)
+        return self.next_seq != before
+
+    def _propose_blocks(self, force: bool) -> None:
+        """Propose while the window has room and requests are waiting; a partial batch waits
+        for the batch timer unless `force`."""
         if self.changing or self.primary != self.node_id:
             return
         # Blocks in flight are capped below the watermark window: on a CPU-bound network a deep
@@ -483,7 +509,6 @@ class Replica:
             self.next_seq += 1
             force = force and len(batch) >= limit
         self._cancel_timer(BATCH_TIMER)
-        self._progress()
 
     def _fit_bytes(self, batch: list[bytes]) -> list[bytes]:
         """Cap a block's payload at batch_max_bytes: brokers drop oversized packets silently.
@@ -527,7 +552,6 @@ class Replica:
         slot = self._slot(pp.seq)
         self._accept_preprepare(slot, signed, pp, ids)
         slot.validated = pp.seq <= self.executed
-        self._progress()
 
     def _on_vote(self, signed: Signed, view: int, seq: int, digest: bytes, kind: str) -> None:
         self._check_view(view)
@@ -544,7 +568,6 @@ class Replica:
             same = earlier.body.digest == digest  # type: ignore[union-attr]
             raise Dropped("duplicate_vote" if same else "conflicting_vote")
         votes[signed.sender] = signed
-        self._progress()
 
     def _on_prepare(self, signed: Signed, p: Prepare) -> None:
         self._on_vote(signed, p.view, p.seq, p.digest, "prepare")
@@ -552,63 +575,66 @@ class Replica:
     def _on_commit(self, signed: Signed, c: Commit) -> None:
         self._on_vote(signed, c.view, c.seq, c.digest, "commit")
 
-    def _validate_in_order(self) -> None:
-        """Validate accepted blocks strictly by height: the application's speculative chain."""
+    def _validate_in_order(self) -> bool:
+        """Validate accepted blocks strictly by height (the application's speculative chain);
+        whether more blocks are validated than before."""
+        before = self.validated_upto
         seq = max(self.validated_upto, self.executed) + 1
         while True:
             slot = self.slots.get(seq)
             if slot is None or slot.preprepare is None or slot.rejected:
-                return
+                break
             if not slot.validated:
                 try:
                     digest = self.app.validate(seq, self.view, self.primary, slot.block)
                 except MissingParent:
-                    return
+                    break
                 except InvalidBlock:
                     self.counters["invalid_block"] += 1
                     slot.rejected = True
-                    return
+                    break
                 if digest != slot.digest:
                     self.counters["digest_mismatch"] += 1
                     self.app.discard_speculation_above(seq - 1)
                     slot.rejected = True
-                    return
+                    break
                 slot.validated = True
             self.validated_upto = seq
             seq += 1
+        return self.validated_upto != before
 
     def _matching_prepares(self, slot: Slot) -> list[Signed]:
         votes = self.prepare_votes.get((self.view, slot.seq), {})
         return [v for v in votes.values() if v.body.digest == slot.digest]  # type: ignore[union-attr]
 
-    def _progress(self) -> None:
-        """Advance every slot as far as its votes allow, then execute in order."""
-        if not self.changing:
-            self._validate_in_order()
-            is_primary = self.primary == self.node_id
-            for seq in sorted(self.slots):
-                slot = self.slots[seq]
-                if slot.preprepare is None or slot.rejected:
-                    continue
-                if slot.validated and not slot.prepare_sent and not is_primary:
-                    slot.prepare_sent = True
-                    own = self._broadcast(Prepare(self.view, seq, slot.digest))
-                    self.prepare_votes.setdefault((self.view, seq), {})[self.node_id] = own
-                if not slot.prepared:
-                    prepares = self._matching_prepares(slot)
-                    if len(prepares) + 1 >= self.q:
-                        chosen = tuple(sorted(prepares, key=lambda s: s.sender)[: self.q - 1])
-                        slot.prepared = True
-                        slot.proof = PreparedProof(slot.preprepare, chosen)
-                        self._persist(f"proof/{seq:012d}", codec.encode_flat(slot.proof.to_wire()))
-                if slot.prepared and slot.validated and not slot.commit_sent:
-                    before = self.slots.get(seq - 1)
-                    if seq - 1 <= self.executed or (before is not None and before.commit_sent):
-                        slot.commit_sent = True
-                        own = self._broadcast(Commit(self.view, seq, slot.digest))
-                        votes = self.commit_votes.setdefault(seq, {}).setdefault(self.view, {})
-                        votes[self.node_id] = own
-        self._execute_ready()
+    def _vote(self) -> bool:
+        """Advance every slot of the current view as far as its votes allow: send PREPARE,
+        record a prepared certificate, send COMMIT (in order); whether anything moved."""
+        changed = False
+        is_primary = self.primary == self.node_id
+        for seq in sorted(self.slots):
+            slot = self.slots[seq]
+            if slot.preprepare is None or slot.rejected:
+                continue
+            if slot.validated and not slot.prepare_sent and not is_primary:
+                slot.prepare_sent = changed = True
+                own = self._broadcast(Prepare(self.view, seq, slot.digest))
+                self.prepare_votes.setdefault((self.view, seq), {})[self.node_id] = own
+            if not slot.prepared:
+                prepares = self._matching_prepares(slot)
+                if len(prepares) + 1 >= self.q:
+                    chosen = tuple(sorted(prepares, key=lambda s: s.sender)[: self.q - 1])
+                    slot.prepared = changed = True
+                    slot.proof = PreparedProof(slot.preprepare, chosen)
+                    self._persist(f"proof/{seq:012d}", codec.encode_flat(slot.proof.to_wire()))
+            if slot.prepared and slot.validated and not slot.commit_sent:
+                before = self.slots.get(seq - 1)
+                if seq - 1 <= self.executed or (before is not None and before.commit_sent):
+                    slot.commit_sent = changed = True
+                    own = self._broadcast(Commit(self.view, seq, slot.digest))
+                    votes = self.commit_votes.setdefault(seq, {}).setdefault(self.view, {})
+                    votes[self.node_id] = own
+        return changed
 
     def _commit_certificate(self, seq: int) -> CommitCertificate | None:
         for view, votes in self.commit_votes.get(seq, {}).items():
@@ -623,17 +649,19 @@ class Replica:
                     return CommitCertificate(view, seq, digest, sigs)
         return None
 
-    def _execute_ready(self) -> None:
+    def _execute_ready(self) -> bool:
+        """Execute, in order, every block with a commit certificate; whether any executed."""
+        before = self.executed
         while True:
             seq = self.executed + 1
             cert = self._commit_certificate(seq)
             if cert is None:
-                return
+                break
             slot = self.slots.get(seq)
             has_block = slot is not None and slot.block and slot.digest == cert.block_hash
             if not has_block:
                 self._want_blocks_up_to(seq)
-                return
+                break
             assert slot is not None
             # The ids of the block being executed, whichever path filled the slot (a proof
             # restored from disk carries the block but not its ids).
@@ -645,9 +673,10 @@ class Replica:
                     self.app.install(slot.block, cert)
                 except InvalidBlock:
                     self.counters["invalid_block"] += 1
-                    return
+                    break
                 self._speculation_dropped()
             self._executed(seq, slot.block, cert, ids)
+        return self.executed != before
 
     def _speculation_dropped(self) -> None:
         self.validated_upto = self.executed
@@ -659,7 +688,6 @@ class Replica:
         self, seq: int, block: bytes, cert: CommitCertificate, ids: tuple[bytes, ...]
     ) -> None:
         self.executed = seq
-        self._room_freed = True
         self.validated_upto = max(self.validated_upto, seq)
         self.next_seq = max(self.next_seq, seq + 1)
         self.committed_digests[seq] = cert.block_hash
@@ -674,6 +702,9 @@ class Replica:
         if seq % self.interval == 0:
             own = self._broadcast(Checkpoint(seq, cert.block_hash))
             self.checkpoint_votes.setdefault(seq, {})[self.node_id] = own
+        # The votes may all be in already: settle the checkpoint as its block executes, since
+        # the rest of the step may read the low watermark (a NEW-VIEW built right after state
+        # transfer leaves out the slots at or below it).
         for stable in sorted(s for s in self.checkpoint_votes if self.stable_seq < s <= seq):
             self._check_stable(stable)
 
@@ -688,7 +719,19 @@ class Replica:
         if signed.sender in votes:
             raise Dropped("duplicate_vote")
         votes[signed.sender] = signed
-        self._check_stable(c.seq)
+        self._checkpoints_to_check.add(c.seq)
+
+    def _settle_checkpoints(self) -> bool:
+        """Check, lowest first, the checkpoints that received votes in this step (after what the
+        step executed); whether the stable checkpoint moved."""
+        if not self._checkpoints_to_check:
+            return False
+        before = self.stable_seq
+        seqs, self._checkpoints_to_check = sorted(self._checkpoints_to_check), set()
+        for seq in seqs:
+            if seq > self.stable_seq:
+                self._check_stable(seq)
+        return self.stable_seq != before
 
     def _check_stable(self, seq: int) -> None:
         votes = self.checkpoint_votes.get(seq, {})
@@ -724,7 +767,6 @@ class Replica:
         self.checkpoint_votes = {k: v for k, v in self.checkpoint_votes.items() if k > seq}
         keep_from = seq - self.window
         self.committed_digests = {k: v for k, v in self.committed_digests.items() if k > keep_from}
-        self._maybe_propose()
 
     # ----------------------------------------------------------------- view change (4.4)
 
@@ -795,16 +837,6 @@ class Replica:
         if self.primary == self.node_id:
             self._try_new_view()
 
-    def _keeps(self, proof: PreparedProof | None, tip: bytes) -> bool:
-        if proof is None:
-            return False
-        pp = proof.preprepare.body
-        assert isinstance(pp, PrePrepare)
-        try:
-            return self.app.parent(pp.block) == tip
-        except InvalidBlock:
-            return False
-
     def _try_new_view(self) -> None:
         votes = self.view_changes.get(self.view, {})
         if len(votes) < self.q or self.node_id not in votes:
@@ -812,35 +844,30 @@ class Replica:
         others = [votes[s] for s in sorted(votes) if s != self.node_id]
         chosen = [votes[self.node_id], *others[: self.q - 1]]
         selection = select_prepared([c.body for c in chosen])  # type: ignore[misc]
-        min_s, tip, best, max_s = (
-            selection.min_s,
-            selection.min_digest,
-            selection.best,
-            selection.max_s,
-        )
+        min_s, max_s = selection.min_s, selection.max_s
         if self.executed < min_s:
             self._want_blocks_up_to(min_s)
             return
         self.app.discard_speculation_above(self.executed)
-        preprepares = []
-        for seq in range(min_s + 1, max_s + 1):
-            proof = best.get(seq)
-            keep = self._keeps(proof, tip)
-            if keep:
-                block = proof.preprepare.body.block  # type: ignore[union-attr]
+
+        def build_null(seq: int, tip: bytes) -> tuple[bytes, bytes]:
             if seq <= self.executed:
-                if not keep or self.app.digest(block) != self._committed_digest(seq):
+                raise LocalError(f"view change would replace committed block {seq}")
+            block = self.app.propose(seq, self.view, self.node_id, [])
+            return block, self.app.digest(block)
+
+        preprepares = []
+        for planned in plan_new_view(selection, self.app.parent, build_null):
+            seq, block = planned.seq, planned.block
+            if seq <= self.executed:
+                if self.app.digest(block) != self._committed_digest(seq):
                     raise LocalError(f"view change would replace committed block {seq}")
-            elif keep:
+            elif planned.proof is not None:
                 try:
                     self.app.validate(seq, self.view, self.node_id, block)
                 except (InvalidBlock, MissingParent) as exc:
                     raise LocalError(f"prepared block {seq} does not validate: {exc}") from exc
-            else:
-                block = self.app.propose(seq, self.view, self.node_id, [])
-            digest = self.app.digest(block)
-            preprepares.append(self._sign(PrePrepare(self.view, seq, digest, block)))
-            tip = digest
+            preprepares.append(self._sign(PrePrepare(self.view, seq, planned.digest, block)))
         nv = NewView(self.view, tuple(chosen), tuple(preprepares))
         signed = self._broadcast(nv)
         self._enter_new_view(signed, nv, min_s, max_s, validated=True)
@@ -869,17 +896,14 @@ class Replica:
         if len(senders) < self.q:
             raise Dropped("bad_new_view")
         selection = select_prepared(vcs)
-        min_s, tip, best, max_s = (
-            selection.min_s,
-            selection.min_digest,
-            selection.best,
-            selection.max_s,
-        )
+        min_s, max_s = selection.min_s, selection.max_s
         if len(nv.preprepares) != max_s - min_s:
             raise Dropped("bad_new_view")
-        for offset, pp_signed in enumerate(nv.preprepares):
+
+        def carried(seq: int) -> PrePrepare:
+            """The NEW-VIEW's pre-prepare for `seq`, well formed and signed by its primary."""
+            pp_signed = nv.preprepares[seq - min_s - 1]
             pp = pp_signed.body
-            seq = min_s + 1 + offset
             if (
                 not isinstance(pp, PrePrepare)
                 or pp_signed.sender != signed.sender
@@ -888,15 +912,22 @@ class Replica:
                 or self.app.digest(pp.block) != pp.digest
             ):
                 raise Dropped("bad_new_view")
-            proof = best.get(seq)
-            if self._keeps(proof, tip):
-                if pp.digest != proof.preprepare.body.digest:  # type: ignore[union-attr]
-                    raise Dropped("bad_new_view")
-            elif self.app.request_ids(pp.block) or self.app.parent(pp.block) != tip:
+            return pp
+
+        def carried_null(seq: int, tip: bytes) -> tuple[bytes, bytes]:
+            pp = carried(seq)
+            if self.app.request_ids(pp.block) or self.app.parent(pp.block) != tip:
                 raise Dropped("bad_new_view")
-            if seq <= self.executed and self._committed_digest(seq) != pp.digest:
+            return pp.block, pp.digest
+
+        for planned in plan_new_view(selection, self.app.parent, carried_null):
+            if planned.proof is not None and carried(planned.seq).digest != planned.digest:
+                raise Dropped("bad_new_view")
+            if (
+                planned.seq <= self.executed
+                and self._committed_digest(planned.seq) != planned.digest
+            ):
                 raise Dropped("conflicts_committed")
-            tip = pp.digest
         self._enter_new_view(signed, nv, min_s, max_s, validated=False)
         best = max(vcs, key=lambda v: (v.stable_seq, v.stable_digest))
         self._learn_checkpoint_proof(best.checkpoint_proof)
@@ -939,8 +970,6 @@ class Replica:
             self.pending_since[rid] = self._now
         self._arm_progress()
         self._arm_relay()
-        self._progress()
-        self._maybe_propose()
 
     def _push_new_view(self, to: str) -> None:
         """Hand a replica stuck in an older view the NEW-VIEW that proves ours (rate-limited)."""
@@ -969,7 +998,7 @@ class Replica:
             if c.seq > self.stable_seq:
                 self.checkpoint_votes.setdefault(c.seq, {}).setdefault(signed.sender, signed)
         if proof:
-            self._check_stable(proof[0].body.seq)  # type: ignore[union-attr]
+            self._checkpoints_to_check.add(proof[0].body.seq)  # type: ignore[union-attr]
 
     # ----------------------------------------------------------------- status and state transfer
 
@@ -1078,8 +1107,6 @@ class Replica:
             self._start_fetch()
         if self.changing and self.primary == self.node_id:
             self._try_new_view()
-        self._progress()
-        self._maybe_propose()
 
     # ----------------------------------------------------------------- restart
 

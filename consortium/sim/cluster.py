@@ -6,6 +6,8 @@ a Hypothesis state machine) decide instead, one step at a time, and print what i
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consortium.config import ConsensusConfig
@@ -58,6 +60,24 @@ def describe(signed: Signed) -> str:
     return f"{name}({', '.join(fields)})"
 
 
+def describe_actions(actions: Actions, cache: WireCache) -> list[str]:
+    """One line per action, in the order the replica emitted each kind: the driver persists
+    first, then sends, then arms timers, so only the order within a kind is observable."""
+    lines = []
+    for item in actions.persist:
+        lines.append(f"persist {item.key}" if item.value is not None else f"delete {item.key}")
+    for send in actions.send:
+        lines.append(f"send {send.to or '*'} {describe(cache.decode(send.data, remember=False))}")
+    for timer in actions.timers:
+        if isinstance(timer, SetTimer):
+            lines.append(f"timer set {timer.name} @{timer.at_ms}")
+        else:
+            lines.append(f"timer cancel {timer.name}")
+    for block in actions.committed:
+        lines.append(f"commit {block.height} digest={block.certificate.block_hash.hex()[:8]}")
+    return lines
+
+
 @dataclass
 class Node:
     node_id: str
@@ -83,6 +103,8 @@ class Cluster:
         self.submitted: set[bytes] = set()
         self.replies: dict[bytes, set[str]] = {}
         self.nodes = {i: Node(i, SimApp(CHAIN_ID, self.keys)) for i in self.ids}
+        self.trace: list[str] | None = None
+        """When a list, every input appends a header line and its actions (see `_step`)."""
         for node in self.nodes.values():
             self._boot(node)
 
@@ -100,7 +122,7 @@ class Cluster:
             records=node.disk,
             cache=self.cache,
         )
-        self._apply(node, node.replica.start(self.now))
+        self._step(node, f"{node.node_id} start", lambda r: r.start(self.now))
 
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -130,6 +152,20 @@ class Cluster:
         self.blocked.clear()
 
     # -- inputs
+    def _step(self, node: Node, label: str, call: Callable[[Replica], Actions]) -> None:
+        """Give the node's replica one input and carry out its actions; when tracing, record
+        the input, its actions in order, and the inputs the replica dropped (by reason)."""
+        replica = node.replica
+        assert replica is not None
+        before = Counter(replica.counters)
+        actions = call(replica)
+        if self.trace is not None:
+            self.trace.append(label)
+            self.trace += ["  " + line for line in describe_actions(actions, self.cache)]
+            for reason, count in sorted((replica.counters - before).items()):
+                self.trace.append(f"  dropped {reason}" + (f" x{count}" if count > 1 else ""))
+        self._apply(node, actions)
+
     def _apply(self, node: Node, actions: Actions) -> None:
         for item in actions.persist:
             if item.value is None:
@@ -159,7 +195,8 @@ class Cluster:
         node = self.nodes[node_id]
         if node.replica is not None:
             request = make_request(client, nonce, b"op")
-            self._apply(node, node.replica.submit(request, self.now))
+            label = f"{node_id} submit {client} {nonce}"
+            self._step(node, label, lambda r: r.submit(request, self.now))
         return rid
 
     def offer(self, node_id: str, client: str, nonce: int) -> bytes:
@@ -170,7 +207,8 @@ class Cluster:
         node = self.nodes[node_id]
         if node.replica is not None:
             request = make_request(client, nonce, b"op")
-            self._apply(node, node.replica.submit_many((request,), self.now, forward=False))
+            label = f"{node_id} offer {client} {nonce}"
+            self._step(node, label, lambda r: r.submit_many((request,), self.now, forward=False))
         return rid
 
     def deliver(self, index: int = 0) -> Envelope | None:
@@ -178,8 +216,15 @@ class Cluster:
             return None
         envelope = self.queue.pop(index % len(self.queue))
         node = self.nodes[envelope.dst]
-        if node.replica is not None and (envelope.src, envelope.dst) not in self.blocked:
-            self._apply(node, node.replica.receive(envelope.data, self.now))
+        label = envelope.describe(self.cache)
+        if node.replica is None:
+            if self.trace is not None:
+                self.trace.append(f"{label} (lost: {envelope.dst} is down)")
+        elif (envelope.src, envelope.dst) in self.blocked:
+            if self.trace is not None:
+                self.trace.append(f"{label} (lost: link blocked)")
+        else:
+            self._step(node, label, lambda r: r.receive(envelope.data, self.now))
         return envelope
 
     def deliver_all(self, limit: int = 100_000) -> int:
@@ -205,7 +250,8 @@ class Cluster:
             return False
         self.now = max(self.now, due)
         del node.timers[name]
-        self._apply(node, node.replica.timer(name, self.now))
+        label = f"{node_id} timer {name} @{self.now}"
+        self._step(node, label, lambda r: r.timer(name, self.now))
         return True
 
     def advance(self, ms: int) -> None:
