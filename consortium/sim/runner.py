@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import traceback
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,17 +328,7 @@ class Simulation:
                 self._push(crash.restart_at, "restart", inst)
         self._push(settings.safety_ms, "heal", None)
         deadline = settings.safety_ms + settings.liveness_budget_ms
-        try:
-            finished = self._loop(deadline)
-        except LocalError as exc:  # a replica caught its own broken invariant
-            self.checker.violations.append(f"replica invariant broken: {exc}")
-            finished = True
-        except Exception as exc:  # a bug: report it against this seed so it can be replayed
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.checker.violations.append(
-                f"crash {type(exc).__name__}: {exc} at {where.filename}:{where.lineno}"
-            )
-            finished = True
+        finished = run_checked(self.checker, lambda: self._loop(deadline), "replica")
         return self._result(None if finished else self._describe())
 
     def _loop(self, deadline: int) -> bool:
@@ -384,11 +375,7 @@ class Simulation:
         return False
 
     def _result(self, liveness_failure: str | None) -> RunResult:
-        byzantine: dict[str, int] = {}
-        for behaviour in self.plan.byzantine.values():
-            byzantine[behaviour] = byzantine.get(behaviour, 0) + 1
-        faults = self.plan.kinds()
-        faults.update(self.net.fault_counts)
+        faults, byzantine = fault_tallies(self.plan, self.net)
         drops: dict[str, int] = {}
         view_changes = 0
         for inst in self.instances.values():
@@ -413,6 +400,33 @@ class Simulation:
             view_changes=view_changes,
             drops=dict(sorted(drops.items())),
         )
+
+
+def run_checked(checker: Checker, loop: Callable[[], bool], who: str) -> bool:
+    """Run an event loop to convergence (True) or its deadline (False). A broken invariant the
+    code caught itself, or any other exception, is a violation of this seed, so it can be
+    replayed; the run then counts as finished."""
+    try:
+        return loop()
+    except LocalError as exc:
+        checker.violations.append(f"{who} invariant broken: {exc}")
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        checker.violations.append(
+            f"crash {type(exc).__name__}: {exc} at {where.filename}:{where.lineno}"
+        )
+    return True
+
+
+def fault_tallies(plan: FaultPlan, net: SimNetwork) -> tuple[dict[str, int], dict[str, int]]:
+    """The faults of a run by kind (planned and counted on the wire) and its byzantine nodes by
+    behaviour."""
+    faults = plan.kinds()
+    faults.update(net.fault_counts)
+    byzantine: dict[str, int] = {}
+    for behaviour in plan.byzantine.values():
+        byzantine[behaviour] = byzantine.get(behaviour, 0) + 1
+    return faults, byzantine
 
 
 def run_seed(seed: int, settings: SimSettings | None = None) -> RunResult:

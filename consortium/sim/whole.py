@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import traceback
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from consortium.config import ConsensusConfig, NetworkConfig, parse_config
 from consortium.contracts.audit import audit_report
 from consortium.crypto import KeyPair, sha256
 from consortium.devnet import network_dict
-from consortium.errors import LocalError, RemoteError
+from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory
 from consortium.ledger.block import Receipt, split_block
 from consortium.ledger.ledger import Ledger
@@ -49,7 +48,7 @@ from consortium.sim.checker import Checker
 from consortium.sim.disk import PowerLoss, SimDisk
 from consortium.sim.faults import draw_plan
 from consortium.sim.network import SimNetwork
-from consortium.sim.runner import RunResult, SimSettings
+from consortium.sim.runner import RunResult, SimSettings, fault_tallies, run_checked
 from consortium.transport import topics
 
 CHAIN_ID = "consortium-sim"
@@ -385,19 +384,14 @@ class WholeNodeSimulation:
                 self.net.push(crash.restart_at, "restart", host)
         self.net.push(settings.safety_ms, "heal", None)
         deadline = settings.safety_ms + settings.liveness_budget_ms
-        try:
-            finished = self._loop(deadline)
-            if finished:
+
+        def loop_and_check() -> bool:
+            converged = self._loop(deadline)
+            if converged:
                 self._final_checks()
-        except LocalError as exc:
-            self.checker.violations.append(f"node invariant broken: {exc}")
-            finished = True
-        except Exception as exc:  # a bug: report it against this seed so it can be replayed
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.checker.violations.append(
-                f"crash {type(exc).__name__}: {exc} at {where.filename}:{where.lineno}"
-            )
-            finished = True
+            return converged
+
+        finished = run_checked(self.checker, loop_and_check, "node")
         return self._result(None if finished else self._describe())
 
     def _loop(self, deadline: int) -> bool:
@@ -514,11 +508,7 @@ class WholeNodeSimulation:
         )
 
     def _result(self, liveness_failure: str | None) -> RunResult:
-        byzantine: dict[str, int] = {}
-        for behaviour in self.plan.byzantine.values():
-            byzantine[behaviour] = byzantine.get(behaviour, 0) + 1
-        faults = self.plan.kinds()
-        faults.update(self.net.fault_counts)
+        faults, byzantine = fault_tallies(self.plan, self.net)
         drops: dict[str, int] = {}
         view_changes = 0
         for host in self.hosts.values():
