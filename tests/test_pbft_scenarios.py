@@ -5,10 +5,11 @@ the cluster must print. Run with PBFT_REWRITE=1 to record new output after a del
 then review the diff like code.
 
 After `trace on` every input a command causes prints a header (`n01 start`, `n00 submit alice 1`,
-`n00->n01 PrePrepare(...)`, `n01 timer progress @1000`) and then, indented, the actions the
-replica returned in order: `persist <key>` / `delete <key>`, `send <to|*> <Message(...)>`,
-`timer set <name> @<ms>` / `timer cancel <name>`, `commit <height>`, and `dropped <reason>` for
-an input it refused. `trace off` stops it.
+`n00->n01 PrePrepare(...)`, a lost message marked `(lost: ...)`, `n01 timer progress @1000`) and
+then, indented, the actions the replica returned, each kind in its order: `persist <key>` /
+`delete <key>`, `send <to|*> <Message(...)>`, `timer set <name> @<ms>` / `timer cancel <name>`,
+`commit <height> digest=<hash prefix>`, and `dropped <reason>` for input it refused. `trace off`
+stops it. `deliver-only <Kind>` and `drop-from <node>` split a protocol round for a scenario.
 """
 
 from __future__ import annotations
