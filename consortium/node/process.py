@@ -188,7 +188,12 @@ class Node:
             self._step("starting the replica", self.core.start, self.now_ms())
             status = asyncio.create_task(self._publish_status())
             admission = asyncio.create_task(self._admit_requests())
-            await self.stopping.wait()
+            stopped = asyncio.create_task(self.stopping.wait())
+            failed = asyncio.create_task(self.transport.wait_failed())
+            await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+            if failed.done():
+                self._fail("connected to the bus", failed.result())
+            failed.cancel()
             for handle in self.timers.values():
                 handle.cancel()
             await status

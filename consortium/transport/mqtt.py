@@ -22,8 +22,11 @@ connection refused outright). A QoS 1/2 message the broker did not acknowledge i
 reconnecting (at least once; receivers dedupe).
 
 Incoming messages whose payload exceeds `max_payload_bytes` are dropped and counted before anyone
-decodes them. They go either to an `on_message` callback (called in the event loop; its exceptions
-are counted and logged, never fatal) or, without one, to a bounded inbox read with `async for`.
+decodes them. They go either to an `on_message` callback (called in the event loop) or, without
+one, to a bounded inbox read with `async for`. A callback that raises is a bug of its owner, not
+bad input: the transport stops for good (nothing more is delivered or published, `wait_failed`
+returns the error), so that its owner cannot carry on with state nothing backs. An unexpected
+exception in the connection loop stops it the same way; broker and network errors reconnect.
 
     login = read_credentials(config.run_dir, node_username(node_id))  # consortium.node.broker
     settings = MqttSettings(config.broker_url, login.username, login.password,
@@ -240,6 +243,12 @@ class MqttTransport:
                 f"not connected to {self.endpoint.url} after {timeout_s:g} s: {self.last_error or 'no answer'}"
             )
 
+    async def wait_failed(self) -> TransportError:
+        """Return the error once the transport has stopped for good."""
+        await self._fatal_event.wait()
+        assert self._fatal is not None
+        return self._fatal
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -296,7 +305,7 @@ class MqttTransport:
             raise LocalError(f"cannot publish on topic {topic!r}")
         if not isinstance(payload, bytes):
             raise LocalError(f"payload must be bytes, not {type(payload).__name__}")
-        if self._closing:
+        if self._closing or self._fatal is not None:
             return False
         if len(payload) > self.settings.max_payload_bytes:
             self.counters.rejected_oversize += 1
@@ -334,6 +343,8 @@ class MqttTransport:
         return item
 
     def _deliver(self, topic: str, payload: bytes) -> None:
+        if self._fatal is not None:
+            return
         if len(payload) > self.settings.max_payload_bytes:
             self.counters.dropped_oversize += 1
             return
@@ -342,9 +353,10 @@ class MqttTransport:
         if self._on_message is not None:
             try:
                 self._on_message(message)
-            except Exception:
+            except Exception as exc:
                 self.counters.handler_errors += 1
                 log.exception("message handler failed on %s", topic)
+                self._fail(TransportError(f"the message handler failed on {topic[:120]}: {exc!r}"))
             return
         try:
             self._inbox.put_nowait(message)
@@ -407,9 +419,10 @@ class MqttTransport:
                 self._note_failure(exc)
             except aiomqtt.MqttError as exc:
                 self._note_failure(exc)
-            except Exception as exc:  # an unexpected library error must not end the node
+            except Exception as exc:  # not a broker or network error: a bug, here or in the library
                 log.exception("MQTT connection loop error")
-                self._note_failure(exc)
+                self._fail(TransportError(f"the MQTT connection loop failed: {exc!r}"))
+                return
             finally:
                 self._connected.clear()
             if self._closing:
