@@ -44,7 +44,8 @@ def test_seed_replay_gives_the_same_trace_hash() -> None:
 
 
 def test_bad_options_fail_with_one_line() -> None:
-    for args in (["--nodes", "3"], ["--seeds", "0"], ["--seed", "-1"]):
+    bad_sizes = [["--plot", "/tmp/never.png", "--plot-nodes", s] for s in ("3,4", "four", ",")]
+    for args in (["--nodes", "3"], ["--seeds", "0"], ["--seed", "-1"], *bad_sizes):
         code, out, err = invoke(*args)
         assert code != 0
         assert "Traceback" not in out + err
@@ -53,9 +54,12 @@ def test_bad_options_fail_with_one_line() -> None:
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     target = tmp_path / "cost.png"
-    code, out, _ = invoke("--nodes", "4", "--seeds", "1", "--json", "--plot", str(target))
+    code, out, _ = invoke(
+        "--nodes", "4", "--seeds", "1", "--json", "--plot", str(target), "--plot-nodes", "4,5"
+    )
     assert code == 0, out
     assert target.read_bytes().startswith(b"\x89PNG")
+    assert [p["nodes"] for p in json.loads(out)["plot_points"]] == [4, 5]
 
 
 def test_replay_does_not_depend_on_the_process_hash_seed() -> None:

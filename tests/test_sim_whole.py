@@ -7,11 +7,13 @@ import dataclasses
 
 import pytest
 
-from consortium.contracts import receivables
+from consortium.contracts import OPERATIONS, receivables
+from consortium.errors import SignatureError
 from consortium.node import core as node_core
+from consortium.sim.business import sealed_for
 from consortium.sim.runner import SimSettings, run_seed
 from consortium.sim.sweep import sweep
-from consortium.sim.whole import NODE_CONSENSUS
+from consortium.sim.whole import NODE_CONSENSUS, member_key
 
 NODE = SimSettings(app="node", consensus=NODE_CONSENSUS)
 
@@ -23,8 +25,18 @@ def test_a_short_sweep_is_safe_live_and_keeps_the_business_rules() -> None:
     assert summary["business_invariant_violations"] == 0
     assert summary["committed_txs"] >= 6 * 200
     ops = summary["operations"]
-    for op in ("receivable.draft", "receivable.confirm", "receivable.pledge", "loan.lend"):
-        assert ops.get(op, 0) > 0 and ops.get(f"{op}:failed", 0) > 0, op
+    assert sorted(op for op in OPERATIONS if not ops.get(op)) == []
+    for op in ("receivable.confirm", "receivable.pledge", "loan.lend", "collection.bid"):
+        assert ops.get(f"{op}:failed", 0) > 0, op
+
+
+def test_a_sealed_box_of_the_workload_opens_for_its_recipient_only() -> None:
+    reader, other = member_key("agency"), member_key("agency-2")
+    box = sealed_for(reader.public_key, b"contact data", bytes(32))
+    assert box == sealed_for(reader.public_key, b"contact data", bytes(32))
+    assert reader.open_sealed(box) == b"contact data"
+    with pytest.raises(SignatureError):
+        other.open_sealed(box)
 
 
 def test_the_same_seed_gives_the_same_trace() -> None:

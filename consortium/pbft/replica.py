@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from consortium import codec
 from consortium.certificate import CommitCertificate, commit_statement
-from consortium.config import ConsensusConfig
 from consortium.crypto import KeyPair
 from consortium.errors import CodecError, LocalError, RemoteError
 from consortium.pbft.actions import (
@@ -60,6 +59,7 @@ from consortium.pbft.messages import (
 )
 from consortium.pbft.new_view import plan_new_view
 from consortium.pbft.proofs import Dropped, ProofChecker, select_prepared
+from consortium.pbft.settings import ConsensusConfig
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
 

@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from consortium.config import ConsensusConfig
 from consortium.pbft.actions import Actions, CancelTimer, SetTimer
 from consortium.pbft.messages import Signed
 from consortium.pbft.replica import Replica
+from consortium.pbft.settings import ConsensusConfig
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
 from consortium.sim.app import SimApp, make_request, request_id_of

@@ -83,6 +83,12 @@ def _split(rng: random.Random, nodes: list[str]) -> tuple[tuple[str, ...], tuple
     return tuple(sorted(shuffled[:cut])), tuple(sorted(shuffled[cut:]))
 
 
+def fault_free_plan() -> FaultPlan:
+    """No fault at all, and a fixed delay, so that every message of the normal case is sent
+    once and arrives: the counts then compare with the PBFT paper's analysis."""
+    return FaultPlan(0.0, 0.0, 5, 5, (), (), ())
+
+
 def draw_plan(rng: random.Random, nodes: list[str], safety_ms: int, byzantine: bool) -> FaultPlan:
     f = max_faulty(len(nodes))
     chosen: dict[str, str] = {}

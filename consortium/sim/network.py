@@ -34,6 +34,7 @@ class SimNetwork:
         self.trace = hashlib.blake2b(digest_size=16)
         self.messages = 0
         self.bytes = 0
+        self.messages_by_kind: dict[str, int] = {}
         self.fault_counts = dict.fromkeys(
             ("messages_dropped", "messages_duplicated", "messages_clogged"), 0
         )
@@ -90,10 +91,15 @@ class SimNetwork:
             and self.rng.random() < self.plan.drop_rate
         )
 
-    def transmit(self, src: Endpoint, dst: Endpoint, kind: str, payload: Any, size: int) -> None:
-        """Send `payload` over the src -> dst link as event `kind`: maybe lost, maybe twice."""
+    def transmit(
+        self, src: Endpoint, dst: Endpoint, kind: str, payload: Any, size: int, label: str = ""
+    ) -> None:
+        """Send `payload` over the src -> dst link as event `kind`: maybe lost, maybe twice.
+        It is counted as one point-to-point message under `label` (default: `kind`)."""
         self.messages += 1
         self.bytes += size
+        label = label or kind
+        self.messages_by_kind[label] = self.messages_by_kind.get(label, 0) + 1
         if not self.link_ok(src, dst):
             return
         if self.is_dropped():

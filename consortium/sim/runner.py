@@ -14,18 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consortium.config import ConsensusConfig
 from consortium.crypto import KeyPair, sha256
 from consortium.errors import LocalError
 from consortium.pbft.actions import Actions, CancelTimer, Reply, SetTimer
 from consortium.pbft.messages import Commit
 from consortium.pbft.replica import Replica
+from consortium.pbft.settings import ConsensusConfig
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
 from consortium.sim.app import SimApp, make_request, request_id_of
 from consortium.sim.byzantine import Liar
 from consortium.sim.checker import Checker
-from consortium.sim.faults import FaultPlan, draw_plan
+from consortium.sim.faults import FaultPlan, draw_plan, fault_free_plan
 from consortium.sim.network import SimNetwork
 
 CHAIN_ID = "consortium-sim"
@@ -62,6 +62,13 @@ class SimSettings:
     late_requests: int = 5
     consensus: ConsensusConfig = SIM_CONSENSUS
     app: str = "model"  # "node": the whole node (sim/whole.py); "model": replicas over SimApp
+    faults: bool = True  # False: no network, disk or byzantine fault (`--faults none`)
+
+
+def plan_for(rng: random.Random, nodes: list[str], settings: SimSettings) -> FaultPlan:
+    if not settings.faults:
+        return fault_free_plan()
+    return draw_plan(rng, nodes, settings.safety_ms, settings.byzantine)
 
 
 @dataclass
@@ -86,6 +93,7 @@ class RunResult:
     business_invariant_violations: list[str] = field(default_factory=list)
     disk_faults: int = 0  # crashes that lost writes the node had not synced
     operations: dict[str, int] = field(default_factory=dict)  # committed, by business operation
+    messages_by_kind: dict[str, int] = field(default_factory=dict)  # PBFT messages by type
 
     @property
     def ok(self) -> bool:
@@ -127,9 +135,7 @@ class Simulation:
         self.nodes = node_ids(settings.nodes)
         self.f = max_faulty(settings.nodes)
         self.keys = {n: node_key(n).public_key for n in self.nodes}
-        self.plan: FaultPlan = draw_plan(
-            self.rng, self.nodes, settings.safety_ms, settings.byzantine
-        )
+        self.plan: FaultPlan = plan_for(self.rng, self.nodes, settings)
         self.cache = WireCache()
         self.checker = Checker(quorum=quorum_size(settings.nodes))
         self.net = SimNetwork(self.rng, self.plan)
@@ -174,8 +180,8 @@ class Simulation:
     def _delay(self, src_node: str, dst_node: str) -> int:
         return self.net.delay(src_node, dst_node)
 
-    def _transmit(self, src: Instance, dst: Instance, data: bytes) -> None:
-        self.net.transmit(src, dst, "deliver", (dst, src, data), len(data))
+    def _transmit(self, src: Instance, dst: Instance, data: bytes, label: str) -> None:
+        self.net.transmit(src, dst, "deliver", (dst, src, data), len(data), label)
 
     def _apply(self, inst: Instance, actions: Actions) -> None:
         """Persist, then send, then report: the order a real node follows."""
@@ -196,7 +202,7 @@ class Simulation:
                 if node == inst.node_id:
                     continue
                 for dst in self.by_node.get(node, ()):
-                    self._transmit(inst, dst, send.data)
+                    self._transmit(inst, dst, send.data, type(body).__name__)
         for timer in actions.timers:
             if isinstance(timer, SetTimer):
                 inst.timers[timer.name] = timer.at_ms
@@ -399,6 +405,7 @@ class Simulation:
             virtual_ms=self.now,
             view_changes=view_changes,
             drops=dict(sorted(drops.items())),
+            messages_by_kind=dict(sorted(self.net.messages_by_kind.items())),
         )
 
 

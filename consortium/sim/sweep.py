@@ -36,6 +36,7 @@ class SweepReport:
     business_invariant_violations: int = 0
     disk_faults: int = 0
     operations: dict[str, int] = field(default_factory=dict)
+    messages_by_kind: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: RunResult) -> None:
         self.runs += 1
@@ -65,6 +66,8 @@ class SweepReport:
         self.disk_faults += result.disk_faults
         for op, count in result.operations.items():
             self.operations[op] = self.operations.get(op, 0) + count
+        for kind, count in result.messages_by_kind.items():
+            self.messages_by_kind[kind] = self.messages_by_kind.get(kind, 0) + count
 
     def summary(self) -> dict[str, object]:
         latencies = sorted(self.latencies_ms)
@@ -86,6 +89,10 @@ class SweepReport:
             "committed_blocks": self.blocks,
             "requests": self.requests,
             "messages_per_block": round(self.messages / blocks, 1),
+            "messages_per_block_by_kind": {
+                kind: round(count / blocks, 2)
+                for kind, count in sorted(self.messages_by_kind.items())
+            },
             "bytes_per_block": round(self.bytes / blocks, 1),
             "latency_virtual_ms": {
                 "p50": percentile(0.5),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from consortium import codec
 from consortium.client.protocol import ClientCore, ClientStep, Outcome
-from consortium.config import ConsensusConfig, NetworkConfig, parse_config
+from consortium.config import NetworkConfig, parse_config
 from consortium.contracts.audit import audit_report
 from consortium.crypto import KeyPair, sha256
 from consortium.devnet import network_dict
@@ -40,15 +40,15 @@ from consortium.node.effects import carry_out
 from consortium.notices import CommitNotice, UnknownNotice, decode_answer
 from consortium.pbft.actions import Send
 from consortium.pbft.messages import Commit, PrePrepare
+from consortium.pbft.settings import ConsensusConfig
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
 from consortium.sim.business import BusinessWorkload
 from consortium.sim.byzantine import Liar
 from consortium.sim.checker import Checker
 from consortium.sim.disk import PowerLoss, SimDisk
-from consortium.sim.faults import draw_plan
 from consortium.sim.network import SimNetwork
-from consortium.sim.runner import RunResult, SimSettings, fault_tallies, run_checked
+from consortium.sim.runner import RunResult, SimSettings, fault_tallies, plan_for, run_checked
 from consortium.transport import topics
 
 CHAIN_ID = "consortium-sim"
@@ -141,7 +141,7 @@ class WholeNodeSimulation:
         self.config, self.keys = sim_network(settings.nodes, settings.consensus)
         self.nodes = list(self.config.node_ids)
         self.f = max_faulty(len(self.nodes))
-        self.plan = draw_plan(self.rng, self.nodes, settings.safety_ms, settings.byzantine)
+        self.plan = plan_for(self.rng, self.nodes, settings)
         self.net = SimNetwork(self.rng, self.plan)
         self.cache = WireCache()
         self.verifier = MemoVerifier()
@@ -307,6 +307,7 @@ class WholeNodeSimulation:
 
     def _send_pbft(self, host: Host, send: Send) -> None:
         body = self.cache.decode(send.data).body
+        label = type(body).__name__
         if isinstance(body, Commit):
             self.checker.on_commit_vote(host.node_id, body.view, body.seq, body.digest)
         targets = [send.to] if send.to is not None else self.nodes
@@ -319,9 +320,8 @@ class WholeNodeSimulation:
                 else topics.pbft_direct_topic(CHAIN_ID, host.node_id, node)
             )
             for dst in self.by_node.get(node, ()):
-                self.net.transmit(
-                    host, dst, "deliver", (dst, host, topic, send.data), len(send.data)
-                )
+                message = (dst, host, topic, send.data)
+                self.net.transmit(host, dst, "deliver", message, len(send.data), label)
 
     # ------------------------------------------------------------------ clients
 
@@ -537,6 +537,7 @@ class WholeNodeSimulation:
             business_invariant_violations=list(self.workload.violations),
             disk_faults=sum(h.disk.lost_writes for h in self.hosts.values()),
             operations=dict(sorted(self.workload.operations.items())),
+            messages_by_kind=dict(sorted(self.net.messages_by_kind.items())),
         )
 
 
