@@ -7,6 +7,7 @@ Anyone with the nodes' public keys from `nodes.yaml` can check it without trusti
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consortium import codec
@@ -50,14 +51,27 @@ class CommitCertificate:
         return CommitCertificate(view, height, block_hash, tuple(pairs))
 
 
+SignatureCheck = Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
+
+
+def _check_each(jobs: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    return [verify(key, message, signature) for key, message, signature in jobs]
+
+
 def certificate_problems(
-    cert: CommitCertificate, chain_id: str, node_keys: dict[str, bytes]
+    cert: CommitCertificate,
+    chain_id: str,
+    node_keys: dict[str, bytes],
+    check: SignatureCheck = _check_each,
 ) -> list[str]:
-    """Everything wrong with `cert` (empty when it proves a quorum committed the block)."""
+    """Everything wrong with `cert` (empty when it proves a quorum committed the block).
+    `check` verifies (key, message, signature) jobs: a verifier's `verify_many` may batch or
+    remember them."""
     problems = []
     statement = commit_statement(chain_id, cert.view, cert.height, cert.block_hash)
     seen: set[str] = set()
-    valid = 0
+    signers: list[str] = []
+    jobs: list[tuple[bytes, bytes, bytes]] = []
     for node_id, signature in cert.signatures:
         if node_id in seen:
             problems.append(f"node {node_id} signs twice")
@@ -66,10 +80,17 @@ def certificate_problems(
         key = node_keys.get(node_id)
         if key is None:
             problems.append(f"signer {node_id} is not a node")
-        elif len(signature) != SIGNATURE_BYTES or not verify(key, statement, signature):
+        elif len(signature) != SIGNATURE_BYTES:
             problems.append(f"bad commit signature by {node_id}")
         else:
+            signers.append(node_id)
+            jobs.append((key, statement, signature))
+    valid = 0
+    for node_id, good in zip(signers, check(jobs), strict=True):
+        if good:
             valid += 1
+        else:
+            problems.append(f"bad commit signature by {node_id}")
     need = quorum_size(len(node_keys))
     if valid < need:
         problems.append(f"{valid} valid commit signatures, a quorum is {need}")

@@ -290,7 +290,10 @@ def _verify(
         elif certificate.block_hash != header.hash or certificate.height != header.height:
             report.fail(f"{where}: commit certificate is for another block")
         else:
-            for problem in certificate_problems(certificate, config.chain_id, keys.node_keys):
+            check = chain.verifier.verify_many
+            for problem in certificate_problems(
+                certificate, config.chain_id, keys.node_keys, check
+            ):
                 report.fail(f"{where}: commit certificate: {problem}")
         index.block(height, [t.tx_id for t in executed.block.txs])
         chain.commit(executed.hash)

@@ -61,6 +61,17 @@ class MemoryStore(Store):
     def __init__(self, disk: SimDisk, db: sqlite3.Connection) -> None:
         self.disk = disk
         super().__init__(f"sim:{disk.name}", db=db)
+        self._image: bytes | None = None  # the database as last serialized ...
+        self._image_changes = -1  # ... when it had made this many row changes
+
+    def _serialized(self) -> bytes:
+        """The database's bytes, serialized again only if a row changed since the last time
+        (the schema is made at open, before any image)."""
+        changes = self.db.total_changes
+        if self._image is None or changes != self._image_changes:
+            self._image = self.db.serialize()
+            self._image_changes = changes
+        return self._image
 
     def write_consensus_records(self, writes: list[tuple[str, bytes | None]]) -> None:
         if self.disk.power_fails:
@@ -70,13 +81,13 @@ class MemoryStore(Store):
     def sync(self) -> None:
         if self.disk.power_fails:
             raise PowerLoss(self.disk.name)
-        self.disk.synced = self.db.serialize()
+        self.disk.synced = self._serialized()
         self.disk.unsynced.clear()
         self.disk.syncs += 1
 
     def _committed(self) -> None:
         unsynced = self.disk.unsynced
-        unsynced.append(self.db.serialize())
+        unsynced.append(self._serialized())
         if len(unsynced) > MAX_UNSYNCED_IMAGES:
             del unsynced[0]
 
