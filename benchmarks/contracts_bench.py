@@ -5,13 +5,17 @@ supplier's whole financing: draft, confirm (the debtor's ed25519 confirmation is
 part of the contract), split in two, pledge one part, borrow against it, repay in two
 instalments. `goods` cycles a warehouse receipt through issue, pledge, lend, and two rounds of
 repay, release and outbound; `tranches` opens a three-tranche credit line and repays each
-tranche, which pays out the next by itself. Transactions run as the ledger runs them: one overlay
+tranche, which pays out the next by itself; `securitisation` lends four loans, pools them,
+structures two tranches, grants the data to a rating agency (the sealed boxes are made before
+the clock starts), rates, takes two subscriptions, closes, sells units against payment (the
+buyer's consent signed before the clock starts), and distributes twice as the loans are repaid,
+the second time as the pool's last distribution. Transactions run as the ledger runs them: one overlay
 per transaction over one per block, merged on success, and each block's writes applied to the
 real `State` (whose root hashing is timed separately). Transaction signatures are the ledger's
 job and are not part of this; the confirmations are signed before the clock starts.
 
     .venv/bin/python benchmarks/contracts_bench.py [--transactions 20000] [--block 2000]
-        [--workload financing|goods|tranches]
+        [--workload financing|goods|tranches|securitisation]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 from consortium import contracts
 from consortium.config import parse_config
 from consortium.contracts import RuleViolation, TxContext
-from consortium.crypto import KeyPair
+from consortium.crypto import KeyPair, seal, sha256
 from consortium.keys import KeyDirectory
 from consortium.ledger.state import Overlay, State
 
@@ -34,6 +38,9 @@ SUPPLIERS = [f"supplier-{i:02d}" for i in range(40)]
 BANKS = ["bank-a", "bank-b"]
 CORES = ["core-a", "core-b"]
 WAREHOUSE = "warehouse-a"
+ARRANGER = "arranger"
+RATING_AGENCY = "rating-a"
+INVESTORS = ["investor-a", "investor-b", "investor-c"]
 CYCLE = 7
 
 Tx = tuple[str, bytes, str, dict[str, Any]]
@@ -51,9 +58,11 @@ def genesis() -> State:
         "chain_id": "bench",
         "nodes": nodes,
         "members": [{"id": s, "role": "supplier"} for s in SUPPLIERS]
-        + [{"id": WAREHOUSE, "role": "warehouse"}],
+        + [{"id": WAREHOUSE, "role": "warehouse"}]
+        + [{"id": ARRANGER, "role": "arranger"}, {"id": RATING_AGENCY, "role": "rating_agency"}]
+        + [{"id": i, "role": "investor"} for i in INVESTORS],
         "genesis": {
-            "balances": {m: 10**13 for m in BANKS + CORES + SUPPLIERS},
+            "balances": {m: 10**13 for m in BANKS + CORES + SUPPLIERS + INVESTORS},
             "credit_lines": {c: 10**14 for c in CORES},
         },
     }
@@ -180,7 +189,101 @@ def tranches_workload(count: int) -> list[Tx]:
     return txs[:count]
 
 
-WORKLOADS = {"financing": workload, "goods": goods_workload, "tranches": tranches_workload}
+def securitisation_workload(count: int) -> list[Tx]:
+    """Twenty transactions a cycle: a pool's life from its loans to its last distribution."""
+    boxes = {
+        m: seal(key_of(m).public_key, b"loan-level data") for m in (RATING_AGENCY, "regulator")
+    }
+    buyer_key = key_of(INVESTORS[2])
+    txs: list[Tx] = []
+    for cycle in range(-(-count // 20)):
+        bank = BANKS[cycle % len(BANKS)]
+        ids = [hashlib.sha256(b"bench-abs/%d/%d" % (cycle, i)).digest() for i in range(20)]
+        loans = ["loan-" + ids[i].hex()[:16] for i in range(4)]
+        pool = "pool-" + ids[4].hex()[:16]
+        for i in range(4):
+            borrower = SUPPLIERS[(4 * cycle + i) % len(SUPPLIERS)]
+            lend = {
+                "borrower": borrower,
+                "principal": 100_000,
+                "amount_due": 105_000,
+                "due_day": 10**6,
+                "receivable": None,
+            }
+            txs.append((bank, ids[i], "loan.lend", lend))
+        create = {
+            "loans": tuple(loans),
+            "arranger": ARRANGER,
+            "period_days": 1,
+            "default_days": 30,
+            "data_commitment": sha256(b"loan-level data"),
+        }
+        tranches = (("senior", 300_000, 300, 400), ("junior", 100_000, 100, 1_000))
+        trade = f"trade-{cycle}"
+        consent = buyer_key.sign(
+            contracts.transfer_statement(
+                pool, trade, "senior", INVESTORS[0], INVESTORS[2], 100, 95_000
+            )
+        )
+        transfer = {
+            "pool": pool,
+            "trade": trade,
+            "tranche": "senior",
+            "seller": INVESTORS[0],
+            "buyer": INVESTORS[2],
+            "units": 100,
+            "price": 95_000,
+            "consent": consent,
+        }
+        grades = {"pool": pool, "grades": ("AAA", "BB"), "report": sha256(b"report")}
+        distribute = {"pool": pool, "payments": None}
+        repaid = [(SUPPLIERS[(4 * cycle + i) % len(SUPPLIERS)], loans[i]) for i in range(4)]
+        txs += [
+            (bank, ids[4], "pool.create", create),
+            (ARRANGER, ids[5], "pool.structure", {"pool": pool, "tranches": tranches}),
+            (
+                bank,
+                ids[6],
+                "pool.grant_data",
+                {"pool": pool, "agency": RATING_AGENCY, "ciphertexts": boxes},
+            ),
+            (RATING_AGENCY, ids[7], "pool.rate", grades),
+            (
+                INVESTORS[0],
+                ids[8],
+                "pool.subscribe",
+                {"pool": pool, "tranche": "senior", "units": 300},
+            ),
+            (
+                INVESTORS[1],
+                ids[9],
+                "pool.subscribe",
+                {"pool": pool, "tranche": "junior", "units": 100},
+            ),
+            (ARRANGER, ids[10], "pool.close", {"pool": pool}),
+            ("regulator", ids[11], "clock.advance", {"days": 1}),
+            (INVESTORS[0], ids[12], "pool.transfer_units", transfer),
+            *(
+                (borrower, ids[13 + i], "loan.repay", {"loan": loan, "amount": 105_000})
+                for i, (borrower, loan) in enumerate(repaid[:2])
+            ),
+            (bank, ids[15], "pool.distribute", distribute),
+            ("regulator", ids[16], "clock.advance", {"days": 1}),
+            *(
+                (borrower, ids[17 + i], "loan.repay", {"loan": loan, "amount": 105_000})
+                for i, (borrower, loan) in enumerate(repaid[2:])
+            ),
+            (bank, ids[19], "pool.distribute", distribute),
+        ]
+    return txs[:count]
+
+
+WORKLOADS = {
+    "financing": workload,
+    "goods": goods_workload,
+    "tranches": tranches_workload,
+    "securitisation": securitisation_workload,
+}
 
 
 def run(txs: list[Tx], block_size: int) -> None:

@@ -27,6 +27,12 @@ _BASE_MEMBERS = [
     ("agency-2", "collection_agency"),
     ("agency-3", "collection_agency"),
     ("warehouse-1", "warehouse"),
+    ("arranger", "arranger"),
+    ("rating-1", "rating_agency"),
+    ("rating-2", "rating_agency"),
+    ("investor-1", "investor"),
+    ("investor-2", "investor"),
+    ("investor-3", "investor"),
 ]
 LOAD_SUPPLIER_BALANCE = 10**9
 
@@ -56,6 +62,8 @@ def network_dict(nodes: int = 5, load_signers: int = 0, chain_id: str = "consort
     members = [*_BASE_MEMBERS, *((load_signer_id(i), "supplier") for i in range(load_signers))]
     balances = {m: 10**12 for m, role in roles if role == "bank"}
     balances |= {"core": 5 * 10**7, "supplier-a": 10**6, "supplier-b": 10**6, "supplier-c": 10**6}
+    balances |= {"arranger": 10**6, "rating-1": 10**6, "rating-2": 10**6}
+    balances |= {f"investor-{i}": 5 * 10**6 for i in (1, 2, 3)}
     balances |= {load_signer_id(i): LOAD_SUPPLIER_BALANCE for i in range(load_signers)}
     return {
         "chain_id": chain_id,

@@ -12,6 +12,9 @@ class Role(StrEnum):
     REGULATOR = "regulator"
     SUPPLIER = "supplier"
     WAREHOUSE = "warehouse"
+    ARRANGER = "arranger"
+    RATING_AGENCY = "rating_agency"
+    INVESTOR = "investor"
 
 
 ROLES = frozenset(r.value for r in Role)

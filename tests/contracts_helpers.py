@@ -12,7 +12,7 @@ from typing import Any
 from consortium import contracts
 from consortium.config import NetworkConfig, parse_config
 from consortium.contracts import RuleViolation, TxContext, bid_commitment
-from consortium.crypto import KeyPair, sha256
+from consortium.crypto import KeyPair, seal, sha256
 from consortium.keys import KeyDirectory
 from consortium.ledger.state import Overlay, State
 
@@ -31,6 +31,12 @@ MEMBERS = [
     {"id": "agency-2", "role": "collection_agency"},
     {"id": "agency-3", "role": "collection_agency"},
     {"id": "warehouse-1", "role": "warehouse"},
+    {"id": "arranger", "role": "arranger"},
+    {"id": "rating-1", "role": "rating_agency"},
+    {"id": "rating-2", "role": "rating_agency"},
+    {"id": "investor-1", "role": "investor"},
+    {"id": "investor-2", "role": "investor"},
+    {"id": "investor-3", "role": "investor"},
 ]
 BALANCES = {
     "bank-a": 100_000_000,
@@ -40,6 +46,9 @@ BALANCES = {
     "supplier-a": 1_000_000,
     "supplier-b": 1_000_000,
     "supplier-c": 1_000_000,
+    "investor-1": 5_000_000,
+    "investor-2": 5_000_000,
+    "investor-3": 5_000_000,
 }
 CREDIT_LINES = {"core": 20_000_000, "core-2": 3_000_000}
 GENESIS_TOTAL = sum(BALANCES.values())
@@ -330,3 +339,87 @@ def open_line(
     )
     assert result is not None
     return result
+
+
+# Securitisation flows ---------------------------------------------------------------------------
+
+LOAN_TAPE = b"loan-level data: four SME loans of bank-a"
+POOL_LOANS = (
+    ("supplier-a", 500_000, 30),
+    ("supplier-b", 450_000, 30),
+    ("supplier-c", 400_000, 60),
+    ("core", 250_000, 30),
+)
+TRANCHES = (("senior", 1_200_000, 1_200, 400), ("junior", 400_000, 400, 1_000))
+
+
+def pool_loans(
+    net: Network, specs: tuple[tuple[str, int, int], ...] = POOL_LOANS, bank: str = "bank-a"
+) -> list[str]:
+    """Plain loans with 5 % interest, each due `days` from today."""
+    today = contracts.business_day(net.state)
+    return [
+        net.plain_loan(bank, borrower, principal, principal * 105 // 100, today + days)
+        for borrower, principal, days in specs
+    ]
+
+
+def pooled(net: Network, loans: list[str], period_days: int = 30, default_days: int = 20) -> str:
+    return net.run(
+        "bank-a",
+        "pool.create",
+        loans=loans,
+        arranger="arranger",
+        period_days=period_days,
+        default_days=default_days,
+        data_commitment=sha256(LOAN_TAPE),
+    )["pool"]
+
+
+def sealed_tape(net: Network, *readers: str) -> dict[str, bytes]:
+    return {m: seal(net.keys[m].public_key, LOAN_TAPE) for m in sorted(readers)}
+
+
+def structured_pool(
+    net: Network, tranches: tuple[tuple[str, int, int, int], ...] = TRANCHES, **pool_terms: int
+) -> tuple[str, list[str]]:
+    """Bank-a's four loans pooled, structured, the data granted to rating-1 and rated."""
+    loans = pool_loans(net)
+    pool = pooled(net, loans, **pool_terms)
+    net.run("arranger", "pool.structure", pool=pool, tranches=[list(t) for t in tranches])
+    net.run(
+        "bank-a",
+        "pool.grant_data",
+        pool=pool,
+        agency="rating-1",
+        ciphertexts=sealed_tape(net, "rating-1", "regulator"),
+    )
+    grades = ["AAA", "BB", "B", "C", "C"][: len(tranches)]
+    net.run("rating-1", "pool.rate", pool=pool, grades=grades, report=sha256(b"rating report"))
+    return pool, loans
+
+
+def issued_pool(net: Network, **pool_terms: int) -> tuple[str, list[str]]:
+    """Scenario 8's pool: investor-1 1,000 and investor-2 200 senior units, investor-2 300 of
+    the 400 junior units (100 cancelled at closing)."""
+    pool, loans = structured_pool(net, **pool_terms)
+    net.run("investor-1", "pool.subscribe", pool=pool, tranche="senior", units=1_000)
+    net.run("investor-2", "pool.subscribe", pool=pool, tranche="senior", units=200)
+    net.run("investor-2", "pool.subscribe", pool=pool, tranche="junior", units=300)
+    net.run("arranger", "pool.close", pool=pool)
+    return pool, loans
+
+
+def unit_consent(
+    net: Network,
+    pool: str,
+    trade: str,
+    tranche: str,
+    seller: str,
+    buyer: str,
+    units: int,
+    price: int,
+    signer: str | KeyPair | None = None,
+) -> bytes:
+    key = net.keys[signer or buyer] if not isinstance(signer, KeyPair) else signer
+    return key.sign(contracts.transfer_statement(pool, trade, tranche, seller, buyer, units, price))

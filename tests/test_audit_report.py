@@ -1,5 +1,6 @@
 """The regulator's audit read from a node's store: open tokens, failed receipts with their
-reasons, freezes, and money conservation; readable while the node keeps writing."""
+reasons, freezes, and money conservation; readable while the node keeps writing; and the
+securitisation tables of its text form."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from rich.console import Console
 
-from consortium.cli.audit_cmd import audit
+from consortium.cli.audit_cmd import audit, render_audit
 from consortium.cli.common import ConsortiumGroup
+from consortium.contracts import audit_report
 from consortium.devnet import Devnet
 from consortium.ledger.ledger import Ledger, store_path
-from consortium.scenarios.ledger_audit import regulator_audit
+from consortium.scenarios.ledger_audit import _jsonable, regulator_audit
 from consortium.scenarios.ledger_view import NodeLedger
+from tests.contracts_helpers import Network, issued_pool
 from tests.ledger_helpers import certify, devnet, wallets
 
 
@@ -83,3 +87,27 @@ def test_audit_command_prints_json_and_fails_in_one_line_without_a_store(tmp_pat
     for key in ("open_receivables", "open_loans", "rejected_txs", "exposure", "overdue", "frozen"):
         assert key in report
     assert report["height"] == 0 and report["rejected_txs"] == []
+
+
+def test_the_audit_shows_pools_tranches_last_report_and_holdings():
+    net = Network()
+    pool, loans = issued_pool(net)
+    net.advance_to(30)
+    net.run("supplier-a", "loan.repay", loan=loans[0], amount=525_000)
+    net.run("bank-a", "pool.distribute", pool=pool, payments=None)
+    report = _jsonable(audit_report(net.state)) | {
+        "node": "regulator",
+        "height": net.height,
+        "open_receivables": [],
+        "open_loans": [],
+        "rejected_txs": [],
+    }
+    json.dumps(report)  # what `audit --json` prints
+    console = Console(record=True, width=200)
+    render_audit(report, console)
+    text = console.export_text()
+    assert f"tranches of {pool} (senior first)" in text
+    assert "rating-1 AAA" in text and "rating-1 BB" in text
+    assert f"last servicing report of {pool}: no. 1, day 30: collected 525,000" in text
+    holdings = [line.split() for line in text.splitlines() if "investor-2" in line]
+    assert any("junior" in row and "300" in row for row in holdings)

@@ -191,7 +191,7 @@ def test_each_role_checked_operation_refuses_other_roles(
 def test_every_operation_is_reachable_and_documented() -> None:
     assert set(contracts.PARAMETERS) == contracts.OPERATIONS
     assert all(name.count(".") == 1 for name in contracts.OPERATIONS)
-    assert len(contracts.OPERATIONS) == 33
+    assert len(contracts.OPERATIONS) == 41
 
 
 # Genesis and registry ------------------------------------------------------------------------
@@ -739,6 +739,7 @@ def test_audit_shows_exposure_and_overdue_tiers(net: Network) -> None:
         "tasks": 0,
         "receipts": 0,
         "tranche_lines": 0,
+        "pools": 0,
     }
     assert report["problems"] == []
     from consortium import codec

@@ -7,7 +7,10 @@ agency and pays its commission at most once, a failed transaction leaves the sta
 `execute` raises nothing but `RuleViolation`. Warehouse receipts: one pledge per receipt ever,
 released never above the quantity nor the repaid share, shipped never above released, terms fixed
 once pledged. Credit: every factor only grows, the history replayed gives the same state and
-scores, a tranche is decided once and released only when its conditions held.
+scores, a tranche is decided once and released only when its conditions held. Securitisation: a
+loan is in at most one pool, ever; every waterfall conserves money and pays a junior tranche only
+once every senior one has what it is due (up to rounding); no tranche is repaid above its size;
+losses stay in order of seniority; units are conserved by subscriptions and trades alike.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from consortium.contracts import (
 )
 from consortium.contracts.scoring import FACTORS, NO_HISTORY
 from consortium.contracts.warehouse import releasable
+from consortium.contracts.waterfall import balance as tranche_balance
 from consortium.crypto import KeyPair, seal, sha256
 from tests.contracts_helpers import (
     GENESIS_TOTAL,
@@ -54,6 +58,12 @@ MEMBERS = [
     "supplier-b",
     "supplier-c",
     "warehouse-1",
+    "arranger",
+    "rating-1",
+    "rating-2",
+    "investor-1",
+    "investor-2",
+    "investor-3",
 ]
 SUPPLIERS = ["supplier-a", "supplier-b", "supplier-c"]
 WAREHOUSES = ["warehouse-1"]
@@ -61,6 +71,9 @@ LOTS = [f"lot-{n}" for n in range(12)]
 BANKS = ["bank-a", "bank-b"]
 CORES = ["core", "core-2"]
 AGENCIES = ["agency", "agency-2", "agency-3"]
+RATING_AGENCIES = ["rating-1", "rating-2"]
+INVESTORS = ["investor-1", "investor-2", "investor-3"]
+TRANCHE_NAMES = ["senior", "mezzanine", "junior"]
 SENDERS = [*MEMBERS, "stranger"]
 NEW_MEMBERS = ["supplier-x", "bank-x", "agency-x", "regulator-x"]
 codec_values = st.recursive(
@@ -107,6 +120,9 @@ class ContractsMachine(RuleBasedStateMachine):
         self.receipt_seen: dict[str, dict[str, Any]] = {}
         self.factors_seen: dict[str, dict[str, int]] = {}
         self.tranche_seen: dict[tuple[str, int], dict[str, Any]] = {}
+        self.pool_of_loan: dict[str, str] = {}
+        self.issued_units: dict[tuple[str, int], int] = {}
+        self.trades = 0
 
     # Execution and the per-transaction checks ---------------------------------------------
 
@@ -1001,6 +1017,216 @@ class ContractsMachine(RuleBasedStateMachine):
             {"task": task_id},
         )
 
+    # Securitisation ---------------------------------------------------------------------------
+
+    def pool(self, pool_id: str) -> dict[str, Any] | None:
+        return self.net.get("pool/" + pool_id)
+
+    @rule(
+        data=st.data(),
+        count=st.integers(1, 3),
+        reuse_pooled=st.booleans(),
+        share=st.integers(40, 110),
+        tranches=st.integers(1, 3),
+        period=st.integers(1, 15),
+        default_days=st.integers(0, 20),
+    )
+    def securitise(
+        self,
+        data: st.DataObject,
+        count: int,
+        reuse_pooled: bool,
+        share: int,
+        tranches: int,
+        period: int,
+        default_days: int,
+    ) -> None:
+        """Lend, pool (sometimes a loan pooled before), structure (sometimes over the
+        principal), grant, rate, subscribe and close: valid steps that may still fail."""
+        bank = data.draw(st.sampled_from(BANKS))
+        loans = []
+        for _ in range(count):
+            principal = data.draw(st.integers(10_000, 300_000))
+            receipt = self.tx(
+                bank,
+                "loan.lend",
+                {
+                    "borrower": data.draw(st.sampled_from(SUPPLIERS + CORES)),
+                    "principal": principal,
+                    "amount_due": principal * 105 // 100,
+                    "due_day": self.today() + data.draw(st.integers(1, 40)),
+                    "receivable": None,
+                },
+            )
+            if receipt.ok:
+                loans.append(receipt.result["loan"])
+        if reuse_pooled and self.pool_of_loan:
+            loans.append(data.draw(st.sampled_from(sorted(self.pool_of_loan))))
+        if not loans:
+            return
+        receipt = self.tx(
+            data.draw(usually(bank, SENDERS)),
+            "pool.create",
+            {
+                "loans": tuple(loans),
+                "arranger": data.draw(usually("arranger", SENDERS)),
+                "period_days": period,
+                "default_days": default_days,
+                "data_commitment": sha256(b"tape"),
+            },
+        )
+        if not receipt.ok:
+            return
+        pool_id = receipt.result["pool"]
+        assert not any(loan in self.pool_of_loan for loan in loans)
+        for loan in loans:
+            self.pool_of_loan[loan] = pool_id
+        total = receipt.result["principal"] * share // 100
+        sizes = [total // tranches] * (tranches - 1)
+        sizes.append(total - sum(sizes))
+        terms = tuple(
+            (TRANCHE_NAMES[i], size, data.draw(st.sampled_from([1, 10, 100])), 200 * (3 - i))
+            for i, size in enumerate(sizes)
+            if size
+        )
+        terms = tuple((n, size - size % units, units, c) for n, size, units, c in terms)
+        receipt = self.tx("arranger", "pool.structure", {"pool": pool_id, "tranches": terms})
+        if receipt.ok:
+            assert sum(size for _, size, _, _ in terms) <= receipt.result["principal"]
+        else:
+            return
+        agency = data.draw(st.sampled_from(RATING_AGENCIES))
+        readers = (agency, *self.net.get("role/regulator"))
+        boxes = {m: seal(self.net.keys[m].public_key, b"tape") for m in readers}
+        self.tx(bank, "pool.grant_data", {"pool": pool_id, "agency": agency, "ciphertexts": boxes})
+        rater = data.draw(usually(agency, SENDERS))
+        receipt = self.tx(
+            rater,
+            "pool.rate",
+            {"pool": pool_id, "grades": tuple("A" * len(terms)), "report": sha256(b"r")},
+        )
+        if receipt.ok:
+            assert rater == agency
+        for name, _, units, _ in terms:
+            for investor in data.draw(st.lists(st.sampled_from(INVESTORS), max_size=2)):
+                wanted = data.draw(st.integers(1, units + 1))
+                self.tx(
+                    investor,
+                    "pool.subscribe",
+                    {"pool": pool_id, "tranche": name, "units": wanted},
+                )
+        if data.draw(st.integers(0, 4)):
+            self.tx(data.draw(usually("arranger", SENDERS)), "pool.close", {"pool": pool_id})
+
+    @having("pool/", "ISSUED")
+    @rule(data=st.data(), payers=st.integers(0, 3), write_off=st.booleans())
+    def service_a_pool(self, data: st.DataObject, payers: int, write_off: bool) -> None:
+        """A period of a pool's life: some borrowers repay, the servicer marks late loans
+        overdue (and may write them off), then distributes."""
+        pool_id = self.pick(data, "pool/", "ISSUED", "pool")
+        pool = self.pool(pool_id)
+        if pool is None:
+            return
+        self.tx("regulator", "clock.advance", {"days": pool["period_days"]})
+        loans = [self.net.get("loan/" + loan_id) for loan_id in pool["loans"]]
+        for loan in data.draw(st.permutations(loans))[:payers]:
+            owed = loan["amount_due"] - loan["repaid"]
+            if loan["state"] in ("ACTIVE", "OVERDUE", "COLLECTION") and owed:
+                amount = data.draw(st.integers(1, owed))
+                self.tx(loan["borrower"], "loan.repay", {"loan": loan["id"], "amount": amount})
+        for loan_id in pool["loans"]:
+            self.tx(pool["bank"], "loan.mark_overdue", {"loan": loan_id})
+            if write_off:
+                self.tx(pool["bank"], "loan.write_off", {"loan": loan_id})
+        self.distribute_now(pool_id, pool["bank"], None)
+
+    @having("pool/", "ISSUED")
+    @rule(data=st.data(), instruct=st.integers(0, 3), days=st.integers(0, 20))
+    def distribute(self, data: st.DataObject, instruct: int, days: int) -> None:
+        """A distribution (sometimes with an instruction, usually a wrong one): the account
+        pays out exactly what holders receive, and a junior gets nothing while a senior
+        tranche is still owed more than its rounding."""
+        if days:
+            self.tx("regulator", "clock.advance", {"days": days})
+        pool_id = self.pick(data, "pool/", "ISSUED", "pool")
+        pool = self.pool(pool_id)
+        count = len(pool["tranches"]) if pool else 1
+        instruction = None
+        if instruct:
+            cash = self.net.balance(f"{pool_id}/collection")
+            instruction = tuple(data.draw(st.integers(0, cash)) for _ in range(count))
+        sender = data.draw(usually(pool["bank"] if pool else "bank-a", SENDERS))
+        self.distribute_now(pool_id, sender, instruction)
+
+    def distribute_now(
+        self, pool_id: str, sender: str, instruction: tuple[int, ...] | None
+    ) -> None:
+        account = f"{pool_id}/collection"
+        before = self.net.balance(account)
+        investors = {m: self.net.balance(m) for m in INVESTORS}
+        receipt = self.tx(sender, "pool.distribute", {"pool": pool_id, "payments": instruction})
+        if not receipt.ok:
+            return
+        paid = receipt.result["paid"]
+        assert instruction is None or tuple(instruction) == paid
+        gained = sum(self.net.balance(m) - investors[m] for m in INVESTORS)
+        assert before - self.net.balance(account) == sum(paid) == gained
+        assert self.net.balance(account) == receipt.result["carried"]
+        after = self.pool(pool_id)
+        report = self.net.get(f"report/{pool_id}/{after['distributions']:04d}")
+        assert report["paid"] == sum(paid) and report["available"] == before
+        paid_down = [t["interest"] + t["principal"] for t in report["tranches"]]
+        for junior, amount in enumerate(paid_down):
+            if amount == 0:
+                continue
+            for senior in after["tranches"][:junior]:
+                owed = senior["interest_due"] + tranche_balance(senior) + senior["losses"]
+                assert owed < max(senior["units"], 1)
+        if receipt.result["final"]:
+            assert after["state"] == "RETIRED" and self.net.balance(account) == 0
+
+    @having("pool/", "ISSUED")
+    @rule(data=st.data(), honest=usually(True, [False]), extra=st.integers(0, 1))
+    def trade_units(self, data: st.DataObject, honest: bool, extra: int) -> None:
+        """Delivery versus payment between investors: units and money move together or not."""
+        pool_id = self.pick(data, "pool/", "ISSUED", "pool")
+        pool = self.pool(pool_id)
+        held = [
+            (t["name"], seller, units)
+            for t in (pool["tranches"] if pool else ())
+            for seller, units in t["holders"].items()
+        ]
+        if not held:
+            return
+        name, seller, units = data.draw(st.sampled_from(held))
+        buyer = data.draw(usually(data.draw(st.sampled_from(INVESTORS)), SENDERS))
+        selling = data.draw(st.integers(1, units)) + extra
+        price = data.draw(st.integers(1, 200_000))
+        self.trades += 1
+        trade = f"trade-{self.trades}"
+        statement = contracts.transfer_statement(
+            pool_id, trade, name, seller, buyer, selling, price
+        )
+        signer = self.net.keys.get(buyer) if honest else self.net.keys[seller]
+        args = {
+            "pool": pool_id,
+            "trade": trade,
+            "tranche": name,
+            "seller": seller,
+            "buyer": buyer,
+            "units": selling,
+            "price": price,
+            "consent": (signer or self.net.keys[seller]).sign(statement),
+        }
+        money = (self.net.balance(seller), self.net.balance(buyer))
+        receipt = self.tx(data.draw(usually(seller, SENDERS)), "pool.transfer_units", args)
+        if receipt.ok:
+            assert honest and selling <= units and buyer != seller
+            assert (self.net.balance(seller), self.net.balance(buyer)) == (
+                money[0] + price,
+                money[1] - price,
+            )
+
     # Anything at all ----------------------------------------------------------------------------
 
     @rule(data=st.data(), sender=st.sampled_from(SENDERS))
@@ -1076,6 +1302,34 @@ class ContractsMachine(RuleBasedStateMachine):
             self.factors_seen[member_id] = f
             report = credit_report(self.net.state, member_id)
             assert report["factors"] == f and report["score"] == credit_score(f)
+
+    @invariant()
+    def a_loan_is_in_one_pool_ever(self) -> None:
+        listed: dict[str, str] = {}
+        for pool_id in self.ids("pool/"):
+            for loan in self.pool(pool_id)["loans"]:
+                assert loan not in listed
+                listed[loan] = pool_id
+        for loan, pool_id in self.pool_of_loan.items():
+            assert listed.get(loan) == pool_id == self.net.get("pooled/" + loan)
+        assert len(self.net.state.keys_with_prefix("pooled/")) == len(listed)
+
+    @invariant()
+    def tranches_within_size_with_losses_in_order_and_units_conserved(self) -> None:
+        for pool_id in self.ids("pool/"):
+            pool = self.pool(pool_id)
+            tranches = pool["tranches"]
+            for index, t in enumerate(tranches):
+                assert t["principal_paid"] >= 0 and t["losses"] >= 0
+                assert t["principal_paid"] + t["losses"] <= t["size"] == t["face"] * t["units"]
+                if t["losses"]:
+                    assert all(tranche_balance(j) == 0 for j in tranches[index + 1 :])
+                assert sum(t["holders"].values()) == t["sold"]
+                assert all(units > 0 for units in t["holders"].values())
+                if pool["state"] in ("ISSUED", "RETIRED"):
+                    assert t["sold"] == t["units"]
+                    first = self.issued_units.setdefault((pool_id, index), t["units"])
+                    assert t["units"] == first
 
     def teardown(self) -> None:
         """The same history replayed from genesis gives the same state, hence the same scores."""

@@ -63,6 +63,7 @@ def test_every_scenario_passes_on_a_live_network(story: Story):
         "repayment-and-freeze",
         "warehouse-receipt-loan",
         "tranche-credit-line",
+        "securitisation",
     ]
     for result in story.results.values():
         assert result.passed, result.failure
@@ -80,7 +81,8 @@ def test_the_audit_matches_what_the_scenarios_did(story: Story):
         for step in result.steps
         if step.expected.startswith("rejected")
     }
-    assert len(expected_rejections) == 26  # 5 + 6 + 4 + 2 in scenarios 2 to 5, 8 + 1 in 6 and 7
+    # 5 + 6 + 4 + 2 in scenarios 2 to 5, 8 + 1 in 6 and 7, 4 in 8
+    assert len(expected_rejections) == 30
     assert {tx["tx_id"]: tx["reason"] for tx in audit["rejected_txs"]} == expected_rejections
     forged = story.results["forged-confirmation"].saved
     assert {r["id"]: r["state"] for r in audit["open_receivables"]} == {
@@ -88,15 +90,25 @@ def test_the_audit_matches_what_the_scenarios_did(story: Story):
         forged["on_new_core"]: "CONFIRMED",
     }
     collection = story.results["default-to-collection"].saved
-    (loan,) = audit["open_loans"]
-    assert (loan["id"], loan["state"], loan["outstanding"]) == (
-        collection["loan"],
-        "OVERDUE",
-        350_000,
-    )
-    assert audit["exposure"] == {
-        "bank-a": {"loans": 1, "outstanding": 350_000, "secured": 0, "unsecured": 350_000}
+    securitised = story.results["securitisation"].saved
+    assert {(loan["id"], loan["state"], loan["outstanding"]) for loan in audit["open_loans"]} == {
+        (collection["loan"], "OVERDUE", 350_000),
+        (securitised["loan_d"], "OVERDUE", 262_500),
     }
+    assert audit["exposure"] == {
+        "bank-a": {"loans": 2, "outstanding": 612_500, "secured": 0, "unsecured": 612_500}
+    }
+    (pool,) = audit["pools"]
+    assert (pool["pool"], pool["state"], pool["distributions"]) == (
+        securitised["pool"],
+        "ISSUED",
+        2,
+    )
+    assert [t["losses"] for t in pool["tranches"]] == [0, 90_175]
+    assert pool["last_report"]["loss"] == 250_000
+    assert audit["holdings"]["investor-3"] == [
+        {"pool": securitised["pool"], "tranche": "senior", "units": 400}
+    ]
     assert audit["collection"]["commissions_paid"] == {"agency": 26_000}
     assert audit["frozen"] == []
     assert audit["revoked_keys"] == {forged["new_core"]: 1}

@@ -53,6 +53,7 @@ def test_the_built_in_scenarios_load_in_story_order():
         "repayment-and-freeze",
         "warehouse-receipt-loan",
         "tranche-credit-line",
+        "securitisation",
     ]
     kinds = {type(step) for s in scenarios for step in s.steps}
     assert kinds == {TxStep, TogetherStep, LetStep, CheckStep}
@@ -117,6 +118,14 @@ def test_a_well_formed_file_loads_with_its_steps():
             "- {name: look, check: contact_data, task: t, data: d, readers: {agency: maybe}}",
             "steps[0] (look).readers.agency: must be 'readable' or 'unreadable'",
         ),
+        (
+            "- {name: look, check: pool_data, data: d, readers: {rating-1: readable}}",
+            "steps[0] (look): missing field 'pool'",
+        ),
+        (
+            "- {name: look, check: pool_data, pool: p, task: t, data: d, readers: {}}",
+            "steps[0]: unknown field 'task' (allowed: check, data, name, pool, readers, via)",
+        ),
         ("- {let: {run: 1}}", "steps[0].let: $run is built in"),
         ("- {name: both, together: []}", "steps[0].together: must list at least two"),
     ],
@@ -138,7 +147,7 @@ def test_bad_yaml_and_missing_steps_are_clear_errors():
 
 
 def test_resolve_takes_all_a_name_or_a_file(tmp_path: Path):
-    assert len(resolve("all")) == 7
+    assert len(resolve("all")) == 8
     assert [s.name for s in resolve("double-financing")] == ["double-financing"]
     path = tmp_path / "mine.yaml"
     path.write_text(scenario_text(DRAFT))
@@ -194,6 +203,28 @@ def test_commitment_helpers_match_the_contracts(ring: KeyRing):
     assert call("contact_commitment", {"data": "Li"}) == contracts.contact_commitment(b"Li")
     with pytest.raises(StepError, match="salt must be bytes"):
         call("bid_commitment", fields | {"salt": "pepper"})
+
+
+def test_the_unit_consent_helper_signs_the_transfer_statement(ring: KeyRing):
+    call = make_helper_call(ring)
+    terms = {
+        "pool": "pool-1",
+        "trade": "t-1",
+        "tranche": "senior",
+        "seller": "investor-1",
+        "buyer": "investor-3",
+        "units": 400,
+        "price": 70_000,
+    }
+    statement = contracts.transfer_statement(*list(terms.values()))
+    assert verify(
+        ring.public("investor-3"),
+        statement,
+        call("unit_consent", terms | {"signed_by": "investor-3"}),
+    )
+    other = call("unit_consent", terms | {"price": 1, "signed_by": "investor-3"})
+    assert not verify(ring.public("investor-3"), statement, other)
+    assert call("data_commitment", {"data": "tape"}) == contracts.contact_commitment(b"tape")
 
 
 def test_sealed_boxes_open_only_for_their_recipients(ring: KeyRing):

@@ -31,7 +31,8 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) ->
 
 
 def render_audit(report: dict[str, Any], console: Console) -> None:
-    """The report as tables: exposure, open tokens, overdue tiers, collection, rejections."""
+    """The report as tables: exposure, open tokens, overdue tiers, collection, securitisation
+    pools, rejections."""
     console.rule(
         f"[bold]regulator's audit[/bold] from node {report['node']} at height "
         f"{report['height']}, business day {report['day']}"
@@ -138,6 +139,7 @@ def render_audit(report: dict[str, Any], console: Console) -> None:
             sorted(collection["commissions_paid"].items()),
         )
     )
+    _render_pools(report, console)
     frozen = ", ".join(report["frozen"]) or "none"
     revoked = ", ".join(f"{m} ({n})" for m, n in sorted(report["revoked_keys"].items())) or "none"
     console.print(f"frozen members: {escape(frozen)}; revoked keys: {escape(revoked)}")
@@ -146,6 +148,121 @@ def render_audit(report: dict[str, Any], console: Console) -> None:
             f"rejected transactions ({len(report['rejected_txs'])})",
             ("height", "sender", "operation", "reason"),
             [(t["height"], t["sender"], t["op"], t["reason"]) for t in report["rejected_txs"]],
+        )
+    )
+
+
+def _render_pools(report: dict[str, Any], console: Console) -> None:
+    """Securitisation: each pool, its tranches with ratings, its last servicing report, and who
+    holds which units."""
+    pools = report.get("pools", [])
+    console.print(
+        _table(
+            f"securitisation pools ({len(pools)})",
+            (
+                "pool",
+                "bank",
+                "state",
+                "loans",
+                "outstanding principal",
+                "account",
+                "losses",
+                "distributions",
+                "rated by",
+            ),
+            [
+                (
+                    p["pool"],
+                    p["bank"],
+                    p["state"],
+                    p["loans"],
+                    p["outstanding_principal"],
+                    p["collection_account"],
+                    p["losses"],
+                    p["distributions"],
+                    ", ".join(p["rated_by"]) or "none",
+                )
+                for p in pools
+            ],
+        )
+    )
+    for p in pools:
+        console.print(
+            _table(
+                f"tranches of {p['pool']} (senior first)",
+                (
+                    "tranche",
+                    "size",
+                    "units",
+                    "cancelled",
+                    "coupon bp",
+                    "outstanding",
+                    "principal paid",
+                    "interest paid",
+                    "losses",
+                    "ratings",
+                ),
+                [
+                    (
+                        t["name"],
+                        t["size"],
+                        t["units"],
+                        t["cancelled"],
+                        t["coupon_bp"],
+                        t["outstanding"],
+                        t["principal_paid"],
+                        t["interest_paid"],
+                        t["losses"],
+                        ", ".join(f"{a} {g}" for a, g in t["ratings"].items()) or "none",
+                    )
+                    for t in p["tranches"]
+                ],
+            )
+        )
+        last = p["last_report"]
+        if last is None:
+            continue
+        console.print(
+            f"last servicing report of {escape(p['pool'])}: no. {last['number']}, day "
+            f"{last['day']}: collected {last['collected']:,}, paid {last['paid']:,}, loss "
+            f"{last['loss']:,}, carried {last['carried']:,}"
+            + (", the last distribution" if last["final"] else "")
+        )
+        console.print(
+            _table(
+                "",
+                (
+                    "tranche",
+                    "interest",
+                    "principal",
+                    "won back",
+                    "residual",
+                    "loss absorbed",
+                    "outstanding",
+                ),
+                [
+                    (
+                        t["name"],
+                        t["interest"],
+                        t["principal"],
+                        t["reinstated"],
+                        t["residual"],
+                        t["absorbed"],
+                        t["outstanding"],
+                    )
+                    for t in last["tranches"]
+                ],
+            )
+        )
+    console.print(
+        _table(
+            "investors' holdings",
+            ("investor", "pool", "tranche", "units"),
+            [
+                (investor, h["pool"], h["tranche"], h["units"])
+                for investor, held in report.get("holdings", {}).items()
+                for h in held
+            ],
         )
     )
 
@@ -167,7 +284,8 @@ def read_audit(config_path: str, node: str | None) -> dict[str, Any]:
 @config_option
 @json_option
 def audit(node: str | None, config_path: str, as_json: bool) -> None:
-    """The regulator's report: exposure, open tokens, overdue tiers, collection, rejections."""
+    """The regulator's report: exposure, open tokens, overdue tiers, collection, pools,
+    rejections."""
     report = read_audit(config_path, node)
     if as_json:
         print_json(report)

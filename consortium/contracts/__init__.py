@@ -3,7 +3,7 @@
 The ledger calls `genesis_writes` once, `member_public_key` to check each transaction's signer,
 and `execute` for each transaction on its own overlay; `business_day` goes into block headers and
 `audit_report` is the regulator's view; `credit_report` shows a member's credit score with every
-factor behind it.
+factor behind it; `transfer_statement` is what a buyer of securitisation units signs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from consortium.contracts.context import (
     TxContext,
 )
 from consortium.contracts.genesis import genesis_writes
+from consortium.contracts.issuance import transfer_statement
 from consortium.contracts.operations import OPERATIONS, PARAMETERS, execute, signature_claim
 from consortium.contracts.pricing import commission_ceiling_bp
 from consortium.contracts.receivables import confirmation_statement
@@ -54,4 +55,5 @@ __all__ = [
     "genesis_writes",
     "member_public_key",
     "signature_claim",
+    "transfer_statement",
 ]

@@ -112,6 +112,68 @@ class Args:
             )
         return tuple(value)
 
+    def object_ids(self, name: str, max_items: int) -> tuple[str, ...]:
+        """A list of 1 to `max_items` distinct object ids."""
+        value = self._raw[name]
+        if (
+            not isinstance(value, tuple | list)
+            or not 0 < len(value) <= max_items
+            or any(type(v) is not str or OBJECT_ID.fullmatch(v) is None for v in value)
+            or len(set(value)) != len(value)
+        ):
+            raise self._fail(name, f"must be a list of 1 to {max_items} distinct object ids")
+        return tuple(value)
+
+    def texts(self, name: str, max_items: int, max_length: int) -> tuple[str, ...]:
+        """A list of 1 to `max_items` texts of 1 to `max_length` characters."""
+        value = self._raw[name]
+        if (
+            not isinstance(value, tuple | list)
+            or not 0 < len(value) <= max_items
+            or any(
+                type(v) is not str or not 0 < len(v) <= max_length or not _is_utf8(v) for v in value
+            )
+        ):
+            raise self._fail(
+                name, f"must be a list of 1 to {max_items} texts of 1 to {max_length} characters"
+            )
+        return tuple(value)
+
+    def optional_integers(
+        self, name: str, max_items: int, low: int, high: int
+    ) -> tuple[int, ...] | None:
+        return None if self._raw[name] is None else self.integers(name, max_items, low, high)
+
+    def tranche_terms(
+        self, name: str, max_items: int, max_name: int, max_units: int, max_coupon_bp: int
+    ) -> tuple[tuple[str, int, int, int], ...]:
+        """A list of [name, size, units, coupon in bp] per tranche, as a pool is structured."""
+        value = self._raw[name]
+        if not isinstance(value, tuple | list) or not 0 < len(value) <= max_items:
+            raise self._fail(
+                name, f"must be a list of 1 to {max_items} [name, size, units, coupon_bp]"
+            )
+        terms = []
+        for item in value:
+            if (
+                not isinstance(item, tuple | list)
+                or len(item) != 4
+                or type(item[0]) is not str
+                or not 0 < len(item[0]) <= max_name
+                or not _is_utf8(item[0])
+                or any(type(n) is not int for n in item[1:])
+                or not 0 < item[1] <= MAX_AMOUNT
+                or not 0 < item[2] <= max_units
+                or not 0 <= item[3] <= max_coupon_bp
+            ):
+                raise RuleViolation(
+                    f"{self._op}: each tranche of {name} must be [name of 1 to {max_name} "
+                    f"characters, size, units from 1 to {max_units}, coupon from 0 to "
+                    f"{max_coupon_bp} bp], got {shown(item)}"
+                )
+            terms.append((item[0], item[1], item[2], item[3]))
+        return tuple(terms)
+
     def allocation(self, name: str, max_parts: int) -> tuple[tuple[str, int], ...]:
         """A list of (member id, positive amount) pairs, as used to split a receivable."""
         value = self._raw[name]

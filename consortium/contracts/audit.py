@@ -2,9 +2,11 @@
 
 It also re-derives what the contracts maintain incrementally (credit used, split sums, one pledge
 per token, loans in collection having a task, goods released and shipped within bounds, the
-credit factors that records still show, tranche lines) and lists any disagreement under
-`problems`, which stays empty on a sound ledger. Failed transactions change no state, so attempted double financing
-shows up in the blocks' failed receipts, not here.
+credit factors that records still show, tranche lines, securitisation pools: each pooled loan in
+one pool, units conserved, no tranche repaid above its size, losses in order of seniority, the
+pools' accounts) and lists any disagreement under `problems`, which stays empty on a sound
+ledger. Failed transactions change no state, so attempted double financing shows up in the
+blocks' failed receipts, not here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from consortium.contracts import pricing, records, scoring
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import StateView
 from consortium.contracts.loans import outstanding
+from consortium.contracts.money import balance
+from consortium.contracts.pools import pool_principal
 from consortium.contracts.records import (
     BLOCKED,
     COLLECTION,
@@ -22,6 +26,7 @@ from consortium.contracts.records import (
     CONSUMED,
     DRAFTED,
     DRAWING,
+    FORMING,
     LIQUIDATED,
     OPEN_LOAN_STATES,
     OPEN_RECEIPT_STATES,
@@ -33,16 +38,21 @@ from consortium.contracts.records import (
     REFUSED,
     RELEASED,
     REPAID,
+    RETIRED,
     SETTLED,
+    STRUCTURED,
     WRITTEN_OFF,
     CreditFactors,
     Loan,
+    Pool,
     Receivable,
     Task,
     TrancheLine,
     WarehouseReceipt,
 )
+from consortium.contracts.servicing import report_key
 from consortium.contracts.warehouse import releasable
+from consortium.contracts.waterfall import balance as tranche_balance
 
 Groups = dict[str, dict[str, int]]
 TASK_FIELDS = (
@@ -225,6 +235,92 @@ def _tranche_lines(
     return out
 
 
+TRANCHE_FIELDS = (
+    "name",
+    "size",
+    "units",
+    "cancelled",
+    "face",
+    "coupon_bp",
+    "principal_paid",
+    "interest_paid",
+    "interest_due",
+    "losses",
+    "residual_paid",
+)
+
+
+def _pool_problems(view: StateView, pool: Pool, problems: list[str]) -> None:
+    pool_id = pool["id"]
+    for loan_id in pool["loans"]:
+        if view.get(records.POOLED + loan_id) != pool_id:
+            problems.append(f"loan {loan_id} of pool {pool_id} is not marked as pooled there")
+    tranches = pool["tranches"]
+    issued = pool["state"] not in (FORMING, STRUCTURED)
+    for index, t in enumerate(tranches):
+        name = f"tranche {t['name']} of pool {pool_id}"
+        if sum(t["holders"].values()) != t["sold"] or (issued and t["sold"] != t["units"]):
+            problems.append(f"{name}: units held do not add up to the units sold")
+        if t["principal_paid"] + t["losses"] > t["size"] or t["size"] != t["face"] * t["units"]:
+            problems.append(f"{name} repaid or lost more than its size")
+        if t["losses"] and any(tranche_balance(j) for j in tranches[index + 1 :]):
+            problems.append(f"{name} took losses while a more junior tranche had a balance")
+    escrow = balance(view, records.subscription_account(pool_id))
+    sold = sum(t["sold"] * t["face"] for t in tranches) if pool["state"] == STRUCTURED else 0
+    if escrow != sold:
+        problems.append(f"pool {pool_id} holds {escrow} of subscriptions, units sold for {sold}")
+    if pool["state"] == RETIRED and balance(view, records.collection_account(pool_id)):
+        problems.append(f"pool {pool_id} is RETIRED with money in its collection account")
+
+
+def _pools(view: StateView, problems: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every pool with its tranches, ratings and last servicing report; investors' holdings."""
+    pools: dict[str, Pool] = _records(view, records.POOL)
+    for loan_key in view.keys_with_prefix(records.POOLED):
+        pool = pools.get(view.get(loan_key))
+        if pool is None or loan_key[len(records.POOLED) :] not in pool["loans"]:
+            problems.append(f"{loan_key} names a pool that does not list the loan")
+    out = []
+    holdings: dict[str, list[dict[str, Any]]] = {}
+    for pool_id, pool in pools.items():
+        _pool_problems(view, pool, problems)
+        ratings = {
+            agency: view.get(f"{records.RATING}{pool_id}/{agency}") for agency in pool["rated_by"]
+        }
+        tranches = []
+        for index, t in enumerate(pool["tranches"]):
+            grades = {agency: r["grades"][index] for agency, r in ratings.items()}
+            tranches.append(
+                {
+                    **{f: t[f] for f in TRANCHE_FIELDS},
+                    "outstanding": tranche_balance(t),
+                    "holders": dict(t["holders"]),
+                    "ratings": grades,
+                }
+            )
+            for investor, units in t["holders"].items():
+                holdings.setdefault(investor, []).append(
+                    {"pool": pool_id, "tranche": t["name"], "units": units}
+                )
+        number = pool["distributions"]
+        out.append(
+            {
+                "pool": pool_id,
+                **{f: pool[f] for f in ("bank", "arranger", "state", "principal", "losses")},
+                "loans": len(pool["loans"]),
+                "defaulted": list(pool["defaulted"]),
+                "outstanding_principal": pool_principal(view, pool),
+                "collection_account": balance(view, records.collection_account(pool_id)),
+                "granted": list(pool["granted"]),
+                "rated_by": list(pool["rated_by"]),
+                "distributions": number,
+                "tranches": tranches,
+                "last_report": view.get(report_key(pool_id, number)) if number else None,
+            }
+        )
+    return out, {investor: holdings[investor] for investor in sorted(holdings)}
+
+
 def _credit(
     factors: dict[str, CreditFactors],
     receivables: dict[str, Receivable],
@@ -294,6 +390,7 @@ def audit_report(view: StateView) -> dict[str, Any]:
     tasks = _records(view, records.TASK)
     receipts = _records(view, records.WAREHOUSE_RECEIPT)
     lines = _records(view, records.TRANCHE_LINE)
+    pools, holdings = _pools(view, problems)
     loans_by_state, exposure, overdue = _loans(loans, receivables, today, problems)
     commissions: dict[str, int] = {}
     for task in tasks.values():
@@ -321,12 +418,15 @@ def audit_report(view: StateView) -> dict[str, Any]:
         "credit_scores": _credit(
             _records(view, records.CREDIT_FACTORS), receivables, loans, tasks, receipts, problems
         ),
+        "pools": pools,
+        "holdings": holdings,
         "open": {
             "receivables": sum(r["state"] in OPEN_RECEIVABLE_STATES for r in receivables.values()),
             "loans": sum(loan["state"] in OPEN_LOAN_STATES for loan in loans.values()),
             "tasks": sum(_is_task_open(task) for task in tasks.values()),
             "receipts": sum(r["state"] in OPEN_RECEIPT_STATES for r in receipts.values()),
             "tranche_lines": sum(line["state"] == DRAWING for line in lines.values()),
+            "pools": sum(pool["state"] != RETIRED for pool in pools),
         },
         "problems": problems,
     }

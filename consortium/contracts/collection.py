@@ -16,7 +16,7 @@ from consortium.contracts import pricing, records, scoring
 from consortium.contracts.args import MAX_DAY, Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, StateView, TxContext
-from consortium.contracts.loans import outstanding, receive
+from consortium.contracts.loans import outstanding, pay_in, receive
 from consortium.contracts.money import move
 from consortium.contracts.records import (
     ASSIGNED,
@@ -32,15 +32,14 @@ from consortium.contracts.records import (
     Loan,
     Task,
 )
-from consortium.contracts.registry import Caller, members_with_role, require_role
+from consortium.contracts.registry import Caller, require_role
+from consortium.contracts.sealing import sealed_boxes
 from consortium.crypto import HASH_BYTES, sha256
 from consortium.roles import Role
 
 BID_DOMAIN = "consortium/collection-bid"
 MIN_SALT_BYTES = 16
 MAX_SALT_BYTES = 64
-SEALED_BOX_OVERHEAD = 48
-MAX_CIPHERTEXT_BYTES = 4096
 MAX_ACTION_LENGTH = 200
 MAX_ACTIONS = 999_999
 
@@ -207,18 +206,11 @@ def grant_data(view: StateView, ctx: TxContext, who: Caller, args: Args) -> None
     """Store the debtor's contact data sealed to exactly the assigned agency and the regulators:
     everyone else sees only ciphertext, and nobody can be added later."""
     task = _bank_task(view, who, args)
-    sealed = args.blobs_by_member("ciphertexts", 16, MAX_CIPHERTEXT_BYTES)
     if task["state"] != ASSIGNED or task["agency"] is None:
         raise RuleViolation(f"task {task['id']} is {task['state']}, not ASSIGNED")
     if task["granted"]:
         raise RuleViolation(f"contact data of task {task['id']} was granted already")
-    recipients = sorted({task["agency"], *members_with_role(view, Role.REGULATOR)})
-    if sorted(sealed) != recipients:
-        raise RuleViolation(
-            f"recipients must be exactly {', '.join(recipients)}, not {', '.join(sorted(sealed))}"
-        )
-    if any(len(box) <= SEALED_BOX_OVERHEAD for box in sealed.values()):
-        raise RuleViolation("a ciphertext is too short to be a sealed box")
+    sealed = sealed_boxes(view, args, "ciphertexts", {task["agency"]})
     view.put(records.GRANT + task["id"], sealed)
     _store(view, {**task, "granted": True})
 
@@ -236,8 +228,8 @@ def log_action(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict
 
 
 def report_recovery(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, int]:
-    """The agency collected `amount` from the debtor: it moves debtor -> bank and counts towards
-    the commission; when the loan is paid off the task is COMPLETED."""
+    """The agency collected `amount` from the debtor: it moves debtor -> bank (or the loan's
+    pool) and counts towards the commission; when the loan is paid off the task is COMPLETED."""
     task = _assigned_task(view, who, args)
     amount = args.amount("amount")
     loan: Loan = records.loan(view, task["loan"])
@@ -245,7 +237,7 @@ def report_recovery(view: StateView, ctx: TxContext, who: Caller, args: Args) ->
         raise RuleViolation(f"loan {loan['id']} is not in collection under task {task['id']}")
     if amount > outstanding(loan):
         raise RuleViolation(f"{amount} exceeds the {outstanding(loan)} outstanding")
-    move(view, loan["borrower"], loan["bank"], amount)
+    pay_in(view, loan["borrower"], loan, amount)
     updated = receive(view, loan, amount, by_agency=True)
     state = COMPLETED if updated["state"] == RECOVERED else ASSIGNED
     _store(view, {**task, "recovered": task["recovered"] + amount, "state": state})

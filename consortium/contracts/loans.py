@@ -3,7 +3,9 @@
 ACTIVE -> REPAID, or OVERDUE (marked by the bank after the due day) -> COLLECTION (a task is
 open) -> RECOVERED (agencies collected the rest) or back to OVERDUE -> WRITTEN_OFF.
 Any repayment while a collection task is open stops that task at once: agencies must not chase a
-debtor who is paying, and no commission is ever due on repaid money.
+debtor who is paying, and no commission is ever due on repaid money. Once a loan is pooled for
+securitisation every repayment of it, on the chain or recorded from off it, goes to the pool's
+collection account instead of the bank (`pay_in`).
 The events that make a borrower's credit history are booked here as they happen: a loan paid off
 (on time or late), marked overdue, written off; paying off a tranche of a credit line decides on
 its next tranche in the same transaction.
@@ -40,6 +42,24 @@ BORROWER_ROLES = (Role.SUPPLIER, Role.CORE_ENTERPRISE)
 
 def outstanding(loan: Loan) -> int:
     return loan["amount_due"] - loan["repaid"]
+
+
+def outstanding_principal(loan: Loan) -> int:
+    """What is still owed of the principal, repayments counting towards interest first."""
+    return min(loan["principal"], outstanding(loan))
+
+
+def pay_in(view: StateView, payer: str, loan: Loan, amount: int) -> None:
+    """Move a repayment of `loan` from `payer` to whoever collects it: the bank, or the pool's
+    collection account once the loan is pooled. A bank passing on what it received off the chain
+    pays itself (nothing moves) unless the loan is pooled."""
+    pool_id = view.get(records.POOLED + loan["id"])
+    move(
+        view,
+        payer,
+        loan["bank"] if pool_id is None else records.collection_account(pool_id),
+        amount,
+    )
 
 
 def receive(view: StateView, loan: Loan, amount: int, by_agency: bool) -> Loan:
@@ -174,17 +194,19 @@ def repay(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str,
     if loan["borrower"] != who.id:
         raise RuleViolation(f"loan {loan['id']} is owed by {loan['borrower']}, not {who.id}")
     amount = _payment(args, loan)
-    move(view, who.id, loan["bank"], amount)
+    pay_in(view, who.id, loan, amount)
     return _repaid(view, loan, amount)
 
 
 def record_repayment(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str, Any]:
-    """The bank records a repayment it received off the chain: no balance moves, but the loan
-    and any collection task react exactly as to an on-chain repayment."""
+    """The bank records a repayment it received off the chain: no balance moves (unless the loan
+    is pooled: then the bank passes the money on to the pool), but the loan and any collection
+    task react exactly as to an on-chain repayment."""
     require_role(who, Role.BANK)
     loan = _open_loan(view, args)
     _own_loan(view, who, loan)
     amount = _payment(args, loan)
+    pay_in(view, who.id, loan, amount)
     return _repaid(view, loan, amount)
 
 

@@ -16,9 +16,12 @@ from consortium.contracts import (
     collection,
     credit,
     creditlines,
+    issuance,
     loans,
+    pools,
     receivables,
     registry,
+    servicing,
     warehouse,
 )
 from consortium.contracts.args import Args, shown
@@ -88,6 +91,20 @@ _TABLE: dict[str, Operation] = {
     "warehouse.liquidate": _op(warehouse.liquidate, "receipt", "proceeds"),
     "creditline.open": _op(
         creditlines.open_line, "borrower", "amounts", "due_days", "threshold", "rate_bp"
+    ),
+    "pool.create": _op(
+        pools.create, "loans", "arranger", "period_days", "default_days", "data_commitment"
+    ),
+    "pool.structure": _op(pools.structure, "pool", "tranches"),
+    "pool.grant_data": _op(pools.grant_data, "pool", "agency", "ciphertexts"),
+    "pool.rate": _op(pools.rate, "pool", "grades", "report"),
+    "pool.subscribe": _op(issuance.subscribe, "pool", "tranche", "units"),
+    "pool.close": _op(issuance.close, "pool"),
+    "pool.distribute": _op(servicing.distribute, "pool", "payments"),
+    "pool.transfer_units": _op(
+        issuance.transfer_units,
+        *("pool", "trade", "tranche", "seller", "buyer", "units", "price", "consent"),
+        claim=issuance.transfer_claim,
     ),
 }
 

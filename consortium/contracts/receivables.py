@@ -15,7 +15,7 @@ from consortium.contracts import credit, records, scoring
 from consortium.contracts.args import Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, SignatureClaim, StateView, TxContext
-from consortium.contracts.loans import outstanding, receive
+from consortium.contracts.loans import outstanding, pay_in, receive
 from consortium.contracts.money import move
 from consortium.contracts.records import (
     CONFIRMED,
@@ -186,7 +186,7 @@ def settle(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[str
         loan = records.loan(view, rcv["loan"])
         if loan["state"] in OPEN_LOAN_STATES:
             to_pledgee = min(outstanding(loan), rcv["amount"])
-            move(view, who.id, rcv["pledgee"], to_pledgee)
+            pay_in(view, who.id, loan, to_pledgee)
             receive(view, loan, to_pledgee, by_agency=False)
     to_holder = rcv["amount"] - to_pledgee
     move(view, who.id, rcv["holder"], to_holder)

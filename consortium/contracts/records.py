@@ -20,6 +20,14 @@ never changed in place (the committed state shares them), a changed record is a 
     inspection/<hex>       id of the receipt whose inspection documents hash to <hex>
     cfac/<id>              CreditFactors of a member with credit history; absent means none yet
     cline/<id>             TrancheLine: a bank's credit line paid out in tranches
+    pool/<id>              Pool: loans securitised together, their tranches and holders
+    pooled/<loan>          id of the pool the loan went into (a loan gets one pool, ever)
+    grant/<pool>/<agency>  sealed boxes of the pool's loan-level data, by recipient
+    rating/<pool>/<agency> Rating of the pool's tranches by a granted rating agency
+    report/<pool>/<n>      ServicingReport of distribution n, zero-padded to 4 digits
+    trade/<pool>/<trade>   Trade: a delivery-versus-payment transfer of units (a trade id, once)
+    bal/<pool>/collection  the pool's collection account: repayments of its loans
+    bal/<pool>/subscriptions  what investors paid for units until the pool is issued
 """
 
 from __future__ import annotations
@@ -45,6 +53,11 @@ LOT = "lot/"
 INSPECTION = "inspection/"
 CREDIT_FACTORS = "cfac/"
 TRANCHE_LINE = "cline/"
+POOL = "pool/"
+POOLED = "pooled/"
+RATING = "rating/"
+SERVICING_REPORT = "report/"
+TRADE = "trade/"
 
 # Receivable states
 DRAFTED = "DRAFTED"
@@ -84,6 +97,11 @@ BLOCKED = "BLOCKED"
 DRAWN = "DRAWN"
 PENDING = "PENDING"
 REFUSED = "REFUSED"
+
+# Pool states (ISSUED is shared with warehouse receipts)
+FORMING = "FORMING"
+STRUCTURED = "STRUCTURED"
+RETIRED = "RETIRED"
 
 
 class Member(TypedDict):
@@ -214,6 +232,79 @@ class TrancheLine(TypedDict):
     next: int  # index of the next tranche to decide on
 
 
+class PoolTranche(TypedDict):
+    """One tranche of a pool; a pool lists them senior first, which is their priority."""
+
+    cancelled: int  # units offered and not sold, cancelled at issue
+    coupon_bp: int  # yearly interest on the outstanding balance, in basis points
+    face: int  # money per unit
+    holders: dict[str, int]  # investor -> units, keys sorted
+    interest_due: int  # accrued and not yet paid
+    interest_paid: int
+    losses: int  # principal written down by defaulted loans and not yet won back
+    name: str
+    principal_paid: int  # never above size - losses
+    residual_paid: int  # the pool's remainder paid at its last distribution
+    size: int  # face * units; unsold units are cancelled at issue, shrinking it
+    sold: int  # units subscribed
+    units: int  # units offered, then (once issued) the units outstanding
+
+
+class Pool(TypedDict):
+    id: str
+    bank: str  # originator and servicer
+    arranger: str
+    loans: tuple[str, ...]
+    principal: int  # the loans' outstanding principal when pooled
+    data_commitment: bytes  # SHA-256 of the loan-level data sealed to granted parties
+    period_days: int  # days between distributions
+    default_days: int  # a loan this many days past due counts as defaulted
+    state: str  # FORMING, STRUCTURED, ISSUED, RETIRED
+    tranches: tuple[PoolTranche, ...]
+    rated_by: tuple[str, ...]  # rating agencies that published a rating, sorted
+    granted: tuple[str, ...]  # rating agencies granted the data, sorted
+    defaulted: tuple[str, ...]  # loans whose loss was allocated, in order of default
+    losses: int  # all principal lost to defaults
+    issued_day: int | None
+    last_day: int | None  # day interest was last accrued (the issue or the last distribution)
+    distributions: int
+    carried: int  # left in the collection account by the last distribution
+
+
+class Rating(TypedDict):
+    agency: str
+    day: int
+    grades: tuple[str, ...]  # one per tranche, in the pool's order
+    report: bytes  # SHA-256 of the rating report
+    version: int  # ratings the agency published for the pool so far
+
+
+class Trade(TypedDict):
+    buyer: str
+    day: int
+    price: int
+    seller: str
+    tranche: str
+    units: int
+
+
+class ServicingReport(TypedDict):
+    pool: str
+    number: int
+    day: int
+    available: int  # in the collection account at the start
+    collected: int  # repayments since the last distribution
+    defaults: tuple[str, ...]  # loans found defaulted now
+    loss: int  # their outstanding principal
+    tranches: tuple[dict[str, Any], ...]  # per tranche: name, interest, principal (reinstated
+    # being the part that won back earlier write-downs), residual, absorbed (loss written down
+    # now), outstanding (balance after)
+    paid: int  # to holders in total
+    carried: int  # left in the collection account
+    pool_principal: int  # outstanding principal of the loans not defaulted
+    final: bool
+
+
 def get_record(view: StateView, prefix: str, record_id: str, kind: str) -> Any:
     record = view.get(prefix + record_id)
     if record is None:
@@ -239,6 +330,19 @@ def warehouse_receipt(view: StateView, receipt_id: str) -> WarehouseReceipt:
 
 def tranche_line(view: StateView, line_id: str) -> TrancheLine:
     return get_record(view, TRANCHE_LINE, line_id, "credit line")
+
+
+def pool(view: StateView, pool_id: str) -> Pool:
+    return get_record(view, POOL, pool_id, "pool")
+
+
+def collection_account(pool_id: str) -> str:
+    """The balance a pooled loan's repayments go to; no member id contains a slash."""
+    return f"{pool_id}/collection"
+
+
+def subscription_account(pool_id: str) -> str:
+    return f"{pool_id}/subscriptions"
 
 
 def make_loan(

@@ -27,7 +27,7 @@ from consortium.contracts import records, scoring
 from consortium.contracts.args import MAX_AMOUNT, Args
 from consortium.contracts.clock import business_day
 from consortium.contracts.context import RuleViolation, SignatureClaim, StateView, TxContext
-from consortium.contracts.loans import BORROWER_ROLES, book, outstanding
+from consortium.contracts.loans import BORROWER_ROLES, book, outstanding, pay_in
 from consortium.contracts.money import move
 from consortium.contracts.records import (
     CLOSED,
@@ -288,6 +288,7 @@ def liquidate(view: StateView, ctx: TxContext, who: Caller, args: Args) -> dict[
     applied = min(proceeds, outstanding(loan))
     loan_state = loan["state"]
     if applied:
+        pay_in(view, who.id, loan, applied)
         loan_state = book(view, loan, applied, by_agency=False)[0]["state"]
     taken = receipt["quantity"] - receipt["released"]
     _store(

@@ -6,22 +6,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from consortium.contracts.records import BALANCE, LOAN, MEMBER, RECEIVABLE, TASK
+from consortium.contracts.records import BALANCE, LOAN, MEMBER, POOL, RECEIVABLE, TASK
 from consortium.scenarios.ledger_view import NodeLedger
 
-_RECORD_ID = re.compile(r"(rcv|loan|task)-[0-9a-f]{16}(?:-\d+)?")
-_PREFIX = {"rcv": RECEIVABLE, "loan": LOAN, "task": TASK}
+_RECORD_ID = re.compile(r"(rcv|loan|task|pool)-[0-9a-f]{16}(?:-\d+)?")
+_PREFIX = {"rcv": RECEIVABLE, "loan": LOAN, "task": TASK, "pool": POOL}
 
 
 def record_key(record_id: str) -> str | None:
-    """The state key of a receivable, loan or task id; None for anything else."""
+    """The state key of a receivable, loan, task or pool id; None for anything else."""
     if _RECORD_ID.fullmatch(record_id) is None:
         return None
     return _PREFIX[record_id.split("-", 1)[0]] + record_id
 
 
 def record_ids(value: Any) -> set[str]:
-    """Every receivable, loan or task id found in an argument or result value."""
+    """Every receivable, loan, task or pool id found in an argument or result value."""
     if isinstance(value, str):
         return {value} if _RECORD_ID.fullmatch(value) else set()
     if isinstance(value, list | tuple):
@@ -43,6 +43,17 @@ def describe(key: str, record: dict[str, Any]) -> str:
             f"{record['state']} {record['bank']} -> {record['borrower']}: repaid "
             f"{record['repaid']:,} of {record['amount_due']:,} (principal {record['principal']:,}),"
             f" due day {record['due_day']}"
+        )
+    if key.startswith(POOL):
+        tranches = ", ".join(
+            f"{t['name']} {t['size'] - t['principal_paid'] - t['losses']:,} of {t['size']:,}"
+            for t in record["tranches"]
+        )
+        return (
+            f"{record['state']} pool of {len(record['loans'])} loans of {record['bank']}"
+            + (f"; outstanding {tranches}" if tranches else "")
+            + (f"; {record['distributions']} distributions" if record["distributions"] else "")
+            + (f"; losses {record['losses']:,}" if record["losses"] else "")
         )
     text = f"{record['state']} for loan {record['loan']} of {record['bank']}"
     if record["agency"]:

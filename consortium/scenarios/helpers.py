@@ -5,6 +5,8 @@ A helper is a map with `helper: NAME` and its fields, for instance
     confirmation: {helper: confirmation, receivable: $rcv, debtor: core, amount: 1000000,
                    due_day: $due, signed_by: core}
 
+`unit_consent` is the same for a buyer of securitisation units (`pool.transfer_units`).
+
 `signed_by` is a member (its key from the keys directory) or a key pair made by `keypair`, which
 is how a scenario signs with the wrong key, a revoked key, or over other terms than the draft.
 """
@@ -41,8 +43,16 @@ HELPERS: dict[str, HelperSpec] = {
         frozenset({"task", "agency", "rate_bp", "salt"}), "the hash an agency bids with"
     ),
     "contact_commitment": HelperSpec(frozenset({"data"}), "the hash of the debtor's contact data"),
+    "data_commitment": HelperSpec(
+        frozenset({"data"}), "the hash of any text: a pool's loan-level data, a report"
+    ),
+    "unit_consent": HelperSpec(
+        frozenset({"pool", "trade", "tranche", "seller", "buyer", "units", "price", "signed_by"}),
+        "the buyer's signature agreeing to a transfer of pool units against payment",
+    ),
     "sealed": HelperSpec(
-        frozenset({"data", "to"}), "the contact data sealed to each listed member's key"
+        frozenset({"data", "to"}),
+        "the data (contact or loan-level) sealed to each listed member's key",
     ),
     "salt": HelperSpec(frozenset(), f"{SALT_BYTES} random bytes"),
     "keypair": HelperSpec(frozenset(), "a fresh ed25519 key pair, not in the keys directory"),
@@ -117,8 +127,19 @@ def make_helper_call(ring: KeyRing) -> Callable[[str, dict[str, Any]], Any]:
             return contracts.bid_commitment(
                 _text(fields, "task"), _text(fields, "agency"), _integer(fields, "rate_bp"), salt
             )
-        if name == "contact_commitment":
+        if name in ("contact_commitment", "data_commitment"):
             return contracts.contact_commitment(_text(fields, "data").encode())
+        if name == "unit_consent":
+            statement = contracts.transfer_statement(
+                _text(fields, "pool"),
+                _text(fields, "trade"),
+                _text(fields, "tranche"),
+                _text(fields, "seller"),
+                _text(fields, "buyer"),
+                _integer(fields, "units"),
+                _integer(fields, "price"),
+            )
+            return _signer(ring, fields["signed_by"]).sign(statement)
         if name == "sealed":
             recipients = fields["to"]
             if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):

@@ -36,6 +36,7 @@ _CHECK_FIELDS: dict[str, set[str]] = {
     "balances": {"changes"},
     "audit": {"open_unchanged", "lists_rejections"},
     "contact_data": {"task", "data", "readers", "via"},
+    "pool_data": {"pool", "data", "readers", "via"},
 }
 _READABILITY = ("readable", "unreadable")
 
@@ -221,7 +222,7 @@ class _Checker:
                 if not isinstance(spec.get(key, False), bool):
                     raise self.fail(f"{where}.{key}", "must be true or false")
         else:
-            for key in ("task", "data", "readers"):
+            for key in ("task" if kind == "contact_data" else "pool", "data", "readers"):
                 if key not in spec:
                     raise self.fail(where, f"missing field '{key}'")
             readers = self.mapping(spec["readers"], f"{where}.readers")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-CheckKind = Literal["records", "balances", "audit", "contact_data"]
-CHECK_KINDS: tuple[CheckKind, ...] = ("records", "balances", "audit", "contact_data")
+CheckKind = Literal["records", "balances", "audit", "contact_data", "pool_data"]
+CHECK_KINDS: tuple[CheckKind, ...] = ("records", "balances", "audit", "contact_data", "pool_data")
 
 
 @dataclass(frozen=True, slots=True)

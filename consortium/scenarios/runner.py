@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from consortium.client.client import ClientLogin, Outcome
 from consortium.client.wallet import Wallet
 from consortium.config import NetworkConfig
 from consortium.contracts import audit_report, business_day, contact_commitment
-from consortium.contracts.records import BALANCE, GRANT
+from consortium.contracts.records import BALANCE, GRANT, POOL
 from consortium.crypto import KeyPair
 from consortium.errors import RemoteError, SignatureError
 from consortium.keys import KeyDirectory
@@ -346,8 +347,10 @@ class ScenarioRunner:
             self._check_balances(spec["changes"], ledger, run, result)
         elif step.kind == "audit":
             self._check_audit(spec, ledger, run, result)
-        else:
+        elif step.kind == "contact_data":
             await self._check_contact_data(spec, run, result)
+        else:
+            await self._check_pool_data(spec, run, result)
         if result.passed:
             result.outcome = result.expected
         return result
@@ -420,9 +423,45 @@ class ScenarioRunner:
             r.outcome = "; ".join(problems)
 
     async def _check_contact_data(self, spec: dict[str, Any], run: _Run, r: StepResult) -> None:
-        task_id, data, readers = spec["task"], spec["data"], spec["readers"]
+        task_id = spec["task"]
         if not isinstance(task_id, str) or record_key(task_id) is None:
             raise StepError(f"{task_id!r} is not a task id")
+
+        def read(ledger: NodeLedger) -> tuple[dict[str, bytes] | None, bytes | None]:
+            task = ledger.get(record_key(task_id) or task_id)
+            return ledger.get(GRANT + task_id), task["contact_commitment"] if task else None
+
+        await self._check_sealed(spec, run, r, read, "contact data", "the task")
+
+    async def _check_pool_data(self, spec: dict[str, Any], run: _Run, r: StepResult) -> None:
+        pool_id = spec["pool"]
+        if not isinstance(pool_id, str) or not pool_id.startswith("pool-"):
+            raise StepError(f"{pool_id!r} is not a pool id")
+
+        def read(ledger: NodeLedger) -> tuple[dict[str, bytes] | None, bytes | None]:
+            pool = ledger.get(POOL + pool_id)
+            boxes = {
+                f"{key.rsplit('/', 1)[1]}'s grant to {member}": box
+                for key, grant in ledger.values_with_prefix(f"{GRANT}{pool_id}/").items()
+                for member, box in grant.items()
+            }
+            return boxes, pool["data_commitment"] if pool else None
+
+        await self._check_sealed(spec, run, r, read, "loan-level data", "the pool")
+
+    async def _check_sealed(
+        self,
+        spec: dict[str, Any],
+        run: _Run,
+        r: StepResult,
+        read: Callable[[NodeLedger], tuple[dict[str, bytes] | None, bytes | None]],
+        what: str,
+        owner: str,
+    ) -> None:
+        """Each listed reader tries to open the sealed boxes in its own node's ledger (members
+        without a node read through `via`); the verdicts must be the expected ones, and what
+        opens must be the data, matching the commitment published with its owner."""
+        data, readers = spec["data"], spec["readers"]
         r.expected = ", ".join(f"{m} {v}" for m, v in readers.items())
         got = []
         through = spec.get("via", self.config.node_ids[0])
@@ -435,10 +474,11 @@ class ScenarioRunner:
                 raise StepError(f"{member} reads through node {node}, which has no store here")
             ledger = await self.ledgers.caught_up(node, run.last_height, STORE_TIMEOUT_S)
             with ledger.snapshot():
-                boxes: dict[str, bytes] | None = ledger.get(GRANT + task_id)
-                task = ledger.get(record_key(task_id) or task_id)
-            if not boxes or task is None:
-                raise StepError(f"node {node} holds no contact data for {task_id}")
+                boxes, commitment = read(ledger)
+            if not boxes or commitment is None:
+                raise StepError(
+                    f"node {node} holds no {what} for {spec.get('task', spec.get('pool'))}"
+                )
             key = self.ring.private(member)
             opened = []
             for box in boxes.values():
@@ -450,10 +490,10 @@ class ScenarioRunner:
             sizes = ", ".join(f"{m} {len(b)} bytes" for m, b in boxes.items())
             if readable:
                 plain = opened[0]
-                matches = contact_commitment(plain) == task["contact_commitment"]
+                matches = contact_commitment(plain) == commitment
                 r.details.append(
                     f"{member} (ledger of node {node}) opens a sealed box: {plain.decode(errors='replace')!r}"
-                    f"{', which matches the commitment published with the task' if matches else ', which does NOT match the commitment'}"
+                    f"{f', which matches the commitment published with {owner}' if matches else ', which does NOT match the commitment'}"
                 )
                 if plain != data.encode() or not matches:
                     r.passed = False

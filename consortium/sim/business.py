@@ -4,8 +4,9 @@ Business flows of DOMAIN.md run as generators: each yields the next step (signer
 arguments) and receives the accepted receipt of the one before, so later steps refer to what
 earlier ones created (record ids derive from transaction ids). The flows between them use every
 operation of the contracts: receivable financing and settlement, default and collection by
-sealed-bid auction, a loan against warehouse goods, a tranche credit line, and the regulator's
-member operations. They mix valid steps with rule breakers (a confirmation with the wrong amount,
+sealed-bid auction, a loan against warehouse goods, a tranche credit line, the regulator's
+member operations, and the securitisation of loans (pool, tranches, rating, issue, trade,
+waterfall). They mix valid steps with rule breakers (a confirmation with the wrong amount,
 a second pledge, a second bid, a frozen member's draft, a loser acting on a task), which must be
 ordered and fail with a receipt. Each signer has one transaction in flight, so its nonces commit
 in order whatever the network does. Due days count from the business day the receipts tell.
@@ -30,6 +31,7 @@ from consortium.contracts import (
     bid_commitment,
     confirmation_statement,
     contact_commitment,
+    transfer_statement,
 )
 from consortium.contracts.scoring import MIN_SCORE
 from consortium.crypto import KeyPair, sha256
@@ -47,6 +49,7 @@ FLOW_KINDS = (
     "warehouse",
     "credit_line",
     "membership",
+    "securitisation",
 )
 
 
@@ -102,12 +105,15 @@ class BusinessWorkload:
         self.regulator = next(m for m, r in roles.items() if r == "regulator")
         self.agencies = sorted(m for m, r in roles.items() if r == "collection_agency")
         self.warehouse = next(m for m, r in roles.items() if r == "warehouse")
+        self.arranger = next(m for m, r in roles.items() if r == "arranger")
+        self.raters = sorted(m for m, r in roles.items() if r == "rating_agency")
+        self.investors = sorted(m for m, r in roles.items() if r == "investor")
         self.core_key = pairs[self.core]
         self.core_credit_limit = config.genesis.credit_lines[self.core]
         signers = (*self.suppliers, *self.banks, self.core, self.regulator, *self.agencies)
         self.wallets = {
             m: Wallet(config.chain_id, m, pairs[m], first_nonce=1)
-            for m in (*signers, self.warehouse)
+            for m in (*signers, self.warehouse, self.arranger, *self.raters, *self.investors)
         }
         self.queues: dict[str, deque[tuple[int, Step]]] = {m: deque() for m in self.wallets}
         self.flows: dict[int, Flow] = {}
@@ -433,6 +439,87 @@ class BusinessWorkload:
         yield Step(newcomer, "receivable.draft", draft)
         limit = {"member": self.core, "limit": self.core_credit_limit}
         yield Step(self.regulator, "credit.set_line", limit)
+
+    def _securitisation(self, supplier: str) -> Flow:
+        """A bank pools two loans (a loan pooled again fails), the arranger structures two tranches
+        (too large a structure fails), a granted rating agency rates (an ungranted one fails), two
+        investors subscribe, the issue closes, a unit trade settles against payment, the loans are
+        repaid into the pool and two distributions pay the waterfall (a junior-first instruction
+        fails); the second is the pool's last."""
+        bank = self.rng.choice(self.banks)
+        due = self.day + 5
+        loans = []
+        for principal in (40_000, 20_000):
+            lend = {
+                "borrower": supplier,
+                "principal": principal,
+                "amount_due": principal * 105 // 100,
+                "due_day": due,
+                "receivable": None,
+            }
+            receipt = yield Step(bank, "loan.lend", lend)
+            if _created(receipt, "loan") is None:
+                return
+            loans.append(_created(receipt, "loan"))
+        tape = f"loans of {supplier}: {self.made}".encode()
+        create = {
+            "loans": loans,
+            "arranger": self.arranger,
+            "period_days": 1,
+            "default_days": 30,
+            "data_commitment": sha256(tape),
+        }
+        receipt = yield Step(bank, "pool.create", create)
+        pool = _created(receipt, "pool")
+        if pool is None:
+            return
+        yield Step(bank, "pool.create", {**create, "loans": loans[:1]})
+        too_big = [["senior", 50_000, 50, 300], ["junior", 20_000, 20, 900]]
+        yield Step(self.arranger, "pool.structure", {"pool": pool, "tranches": too_big})
+        tranches = [["senior", 45_000, 45, 300], ["junior", 15_000, 15, 900]]
+        receipt = yield Step(self.arranger, "pool.structure", {"pool": pool, "tranches": tranches})
+        if not receipt.ok:
+            return
+        rater, other = self.raters[0], self.raters[-1]
+        ciphertexts = {
+            reader: sealed_for(self.pairs[reader].public_key, tape, self._fresh("seal"))
+            for reader in sorted((rater, self.regulator))
+        }
+        grant = {"pool": pool, "agency": rater, "ciphertexts": ciphertexts}
+        yield Step(bank, "pool.grant_data", grant)
+        rating = {"pool": pool, "grades": ["AAA", "B"], "report": self._fresh("report")}
+        if other != rater:
+            yield Step(other, "pool.rate", rating)
+        yield Step(rater, "pool.rate", rating)
+        buyer, seller = self.investors[0], self.investors[-1]
+        yield Step(seller, "pool.subscribe", {"pool": pool, "tranche": "senior", "units": 45})
+        yield Step(buyer, "pool.subscribe", {"pool": pool, "tranche": "junior", "units": 10})
+        receipt = yield Step(self.arranger, "pool.close", {"pool": pool})
+        if not receipt.ok:
+            return
+        trade = f"trade-{self.made}"
+        self.made += 1
+        consent = self.wallets[buyer].key.sign(
+            transfer_statement(pool, trade, "senior", seller, buyer, 5, 4_000)
+        )
+        transfer = {
+            "pool": pool,
+            "trade": trade,
+            "tranche": "senior",
+            "seller": seller,
+            "buyer": buyer,
+            "units": 5,
+            "price": 4_000,
+            "consent": consent,
+        }
+        yield Step(seller, "pool.transfer_units", transfer)
+        yield Step(supplier, "loan.repay", {"loan": loans[0], "amount": 42_000})
+        yield self._advance_to(self.day + 1)
+        yield Step(bank, "pool.distribute", {"pool": pool, "payments": [0, 42_000]})
+        yield Step(bank, "pool.distribute", {"pool": pool, "payments": None})
+        yield Step(supplier, "loan.repay", {"loan": loans[1], "amount": 21_000})
+        yield self._advance_to(self.day + 1)
+        yield Step(bank, "pool.distribute", {"pool": pool, "payments": None})
 
     # -- invariants seen in receipts ------------------------------------------------------
 
