@@ -33,6 +33,7 @@ MAX_DEPTH = 32
 # Far above a network of thousands of members; stops a config pointed at /dev/zero or a disk image.
 MAX_FILE_BYTES = 4 * 1024 * 1024
 DEFAULT_BROKER = "mqtt://127.0.0.1:18830"
+DEFAULT_METRICS_PORT = 19100
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 NODE_ROLES = frozenset({"bank", "core_enterprise", "collection_agency", "regulator"})
 
@@ -80,6 +81,9 @@ class NetworkConfig:
     """Sync the store before anything that depends on it is sent. `durable: false` keeps only
     what survives a process kill: unsafe under power loss or an OS crash (a node may forget a
     vote it sent), and faster on disks where a sync is slow."""
+    metrics_port: int = DEFAULT_METRICS_PORT
+    """The n-th node under `nodes:` serves Prometheus metrics on 127.0.0.1, port `metrics_port`
+    + n; 0 lets every node take a free port (its status heartbeat names it)."""
 
     @property
     def nodes(self) -> tuple[MemberConfig, ...]:
@@ -88,6 +92,12 @@ class NetworkConfig:
     @property
     def node_ids(self) -> tuple[str, ...]:
         return tuple(m.id for m in self.nodes)
+
+    def metrics_port_of(self, node_id: str) -> int:
+        """Where `node_id` serves its metrics; 0 means a free port chosen when it starts."""
+        if self.metrics_port == 0:
+            return 0
+        return self.metrics_port + self.node_ids.index(node_id)
 
     def member(self, member_id: str) -> MemberConfig:
         for m in self.members:
@@ -198,6 +208,7 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         "consensus",
         "nodes",
         "durable",
+        "metrics_port",
     }
     _known_fields(raw, allowed | {"members", "genesis"}, "nodes.yaml")
     chain_id = _require(raw, "chain_id", str, "nodes.yaml")
@@ -230,7 +241,7 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
     broker = raw.get("broker")
     broker = DEFAULT_BROKER if broker is None else _typed(broker, str, "broker")
     # The same check `up` and every connection make, so no command accepts a broker they refuse.
-    parse_broker_url(broker)
+    broker_port = parse_broker_url(broker).port
     tls = _broker_tls(raw.get("broker_tls"), base)
     return NetworkConfig(
         path=path,
@@ -244,7 +255,26 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         genesis=genesis,
         broker_tls=tls,
         durable=_typed(raw.get("durable", True), bool, "durable"),
+        metrics_port=_metrics_port(raw.get("metrics_port"), node_count, broker_port),
     )
+
+
+def _metrics_port(raw: Any, node_count: int, broker_port: int) -> int:
+    """The first of `node_count` consecutive ports, all valid and none the broker's; or 0."""
+    port = DEFAULT_METRICS_PORT if raw is None else _typed(raw, int, "metrics_port")
+    if port == 0:
+        return 0
+    if port < 0:
+        raise ConfigError(f"metrics_port: {port} is not a port")
+    last = port + node_count - 1
+    if last > 65535:
+        raise ConfigError(
+            f"metrics_port: {port} leaves no room for {node_count} ports up to 65535"
+            " (0 lets every node take a free port)"
+        )
+    if port <= broker_port <= last:
+        raise ConfigError(f"metrics_port: ports {port}-{last} include the broker's {broker_port}")
+    return port
 
 
 def _broker_tls(raw: Any, base: Path) -> BrokerTlsConfig | None:

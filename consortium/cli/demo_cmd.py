@@ -12,6 +12,7 @@ from rich.table import Table
 
 from consortium.cli.audit_cmd import read_audit, render_audit
 from consortium.cli.common import config_option
+from consortium.cli.explorer_cmd import explorer_url
 from consortium.cli.scenario_cmd import failures, run_scenarios, summary_table
 from consortium.client.watch import collect_statuses
 from consortium.config import NetworkConfig, load_config
@@ -70,6 +71,9 @@ def demo(config_path: str) -> None:
         supervisor.start_network(config)
         keys = load_directory(config)
         console.print(_status_table(wait_for_nodes(config, STARTUP_TIMEOUT_S)))
+        console.print(
+            f"explorer: run `consortium explorer` beside the demo and open {explorer_url()}"
+        )
         results = run_scenarios(config, keys, scenarios, RichNarrator(console))
         render_audit(read_audit(str(config.path), None), console)
     finally:

@@ -11,6 +11,7 @@ from consortium.cli.broker_cmd import broker
 from consortium.cli.chaos_cmd import chaos
 from consortium.cli.common import ConsortiumGroup
 from consortium.cli.demo_cmd import demo
+from consortium.cli.explorer_cmd import explorer
 from consortium.cli.fault_cmd import fault
 from consortium.cli.fuzz_cmd import fuzz
 from consortium.cli.keys_cmd import keys
@@ -42,6 +43,7 @@ for command in (
     scenario,
     audit,
     demo,
+    explorer,
     sim,
     chaos,
     fuzz,

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 
 from consortium.cli.common import ConsortiumGroup, config_option, json_option, load, print_json
+from consortium.cli.explorer_cmd import explorer_url
 from consortium.client.watch import StatusWatcher, collect_statuses
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import ConfigError
@@ -107,6 +108,7 @@ def _rows(
                 "restarts": supervision.get("restarts", 0),
                 "last_exit": supervision.get("last_exit"),
                 "last_exit_reason": supervision.get("last_exit_reason"),
+                "metrics_url": status.get("metrics_url") if fresh or pid is not None else None,
             }
         )
     return rows
@@ -211,6 +213,7 @@ def up(config_path: str, detach: bool) -> None:
         f"broker on {config.broker_url}; nodes: "
         + ", ".join(f"{p.node_id} (pid {p.pid})" for p in started)
     )
+    err.print(f"explorer: `consortium explorer` serves {explorer_url()}")
     if detach:
         err.print(
             "supervised: a node that exits on its own is restarted; stop with `consortium down`;"

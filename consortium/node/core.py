@@ -28,6 +28,7 @@ from consortium.ledger.block import Receipt
 from consortium.ledger.ledger import Ledger
 from consortium.node.faults import FaultState, apply_control
 from consortium.node.ledger_app import LedgerApp
+from consortium.node.timeline import ConsensusTimeline
 from consortium.notices import (
     CommitNotice,
     UnknownNotice,
@@ -135,6 +136,7 @@ class NodeCore:
         self.request_queue: deque[tuple[str, bytes]] = deque()
         self.queued_bytes = 0
         self.commit_times: deque[tuple[int, int]] = deque()
+        self.timeline = ConsensusTimeline()
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class NodeCore:
     # -- consensus -------------------------------------------------------------------------
 
     def _from_replica(self, actions: Actions, now: int) -> NodeStep:
+        self.timeline.observe(actions, now, self.replica.commit_votes, self.replica.q)
         step = NodeStep(records=actions.persist, timers=actions.timers)
         for send in actions.send:
             if send.to is None:
@@ -371,4 +374,5 @@ class NodeCore:
             "durable": self.durable,
             "faults": self.faults.describe(),
             "dropped_by_fault": self.dropped_by_fault,
+            "timeline": [timing.to_wire() for timing in self.timeline.recent()],
         }

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -27,6 +28,7 @@ from consortium.ledger.ledger import Ledger, store_path
 from consortium.node.broker import BrokerLogin
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
+from consortium.node.metrics import NodeMetrics, TimedStore
 from consortium.notices import encode_status
 from consortium.transport import topics
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
@@ -44,7 +46,9 @@ class Node:
         self.config = config
         self.node_id = node_id
         self.login = login
-        self.ledger = Ledger(config, keys, store_path(config, node_id))
+        self.metrics = NodeMetrics()
+        path = store_path(config, node_id)
+        self.ledger = Ledger(config, keys, path, store=TimedStore(path, self.metrics))
         key = load_keypair(config, node_id, "node")
         self.core = NodeCore(config, keys, node_id, key, self.ledger, durable=config.durable)
         self.timers: dict[str, asyncio.TimerHandle] = {}
@@ -145,19 +149,22 @@ class Node:
 
     def _shell_status(self) -> dict[str, Any]:
         bus = dataclasses.asdict(self.transport.counters_snapshot()) if self.transport else {}
-        return {"pid": os.getpid(), "bus": bus}
+        return {
+            "pid": os.getpid(),
+            "bus": bus,
+            "metrics_url": self.metrics.url,
+            # Wall-clock ms minus the core's ms: puts the timeline's times on a common clock.
+            "clock_offset_ms": int(time.time() * 1000) - self.now_ms(),
+        }
 
     def status(self) -> dict[str, Any]:
         return {**self.core.status(self.now_ms()), **self._shell_status()}
 
     async def _publish_status(self) -> None:
         while not self.stopping.is_set():
-            self._step(
-                "publishing the status heartbeat",
-                self.core.heartbeat,
-                self.now_ms(),
-                self._shell_status(),
-            )
+            shell = self._shell_status()
+            self._step("publishing the status heartbeat", self.core.heartbeat, self.now_ms(), shell)
+            self.metrics.update({**self.core.status(self.now_ms()), **shell}, self.core.timeline)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), STATUS_INTERVAL_S)
 
@@ -167,6 +174,9 @@ class Node:
         self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
+        url = self.metrics.serve(self.config.metrics_port_of(self.node_id))
+        if url is not None:
+            log.info("%s serves metrics on %s", self.node_id, url)
         settings = MqttSettings(
             self.login.url,
             self.login.username,
@@ -205,5 +215,6 @@ class Node:
                 retain=True,
             )
             await self.transport.flush(1.0)
+        self.metrics.close()
         self.ledger.close()
         log.info("%s stopped at height %d", self.node_id, self.ledger.head.height)
