@@ -7,12 +7,16 @@ per node. The signature lets a client trust a notice without trusting the broker
 A client that missed the broadcast asks (or retransmits) and each node answers it alone: with a
 commit notice that lists only the asked receipts of a block (the signature covers exactly the
 receipts a notice lists), or with an `UnknownNotice` for transactions it has not committed.
+A node that cannot take a client's transactions now says so at once with an `OverloadedNotice`
+(and how long to wait), so that the client backs off instead of guessing from silence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import msgpack
 
 from consortium import codec
 from consortium.crypto import KeyPair, verify
@@ -21,6 +25,7 @@ from consortium.ledger.block import Receipt, encode_receipts
 
 NOTICE_DOMAIN = "consortium/notice"
 UNKNOWN_DOMAIN = "consortium/unknown"
+OVERLOADED_DOMAIN = "consortium/overloaded"
 MAX_ASKED_TXS = 256
 
 
@@ -84,6 +89,46 @@ class UnknownNotice:
         return UnknownNotice(node, height, tx_ids, signature)
 
 
+@dataclass(frozen=True, slots=True)
+class OverloadedNotice:
+    """A node's signed refusal of `tx_ids`: its queues hold more than it can commit before its
+    peers would suspect the primary. Not an outcome: the transactions may still commit through
+    other nodes, and retrying after `retry_after_ms` is welcome."""
+
+    node: str
+    height: int
+    tx_ids: tuple[bytes, ...]
+    retry_after_ms: int
+    signature: bytes = b""
+
+    def _body(self, chain_id: str) -> bytes:
+        fields = (self.node, self.height, self.tx_ids, self.retry_after_ms)
+        return codec.encode((OVERLOADED_DOMAIN, chain_id, *fields))
+
+    def signed(self, chain_id: str, key: KeyPair) -> bytes:
+        body = self._body(chain_id)
+        return codec.encode_flat((body, key.sign(body)))
+
+    @staticmethod
+    def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> OverloadedNotice:
+        body, signature = _signed_body(data, chain_id, node_keys, OVERLOADED_DOMAIN, 6)
+        _, _, node, height, tx_ids, retry_after_ms = body
+        codec.expect_type(height, int, "overloaded.height")
+        codec.expect_type(retry_after_ms, int, "overloaded.retry_after_ms")
+        codec.expect_type(tx_ids, tuple, "overloaded.tx_ids")
+        for tx_id in tx_ids:
+            codec.expect_type(tx_id, bytes, "overloaded.tx_id")
+        return OverloadedNotice(node, height, tx_ids, retry_after_ms, signature)
+
+
+Answer = CommitNotice | UnknownNotice | OverloadedNotice
+_ANSWERS: dict[str, Any] = {
+    NOTICE_DOMAIN: CommitNotice,
+    UNKNOWN_DOMAIN: UnknownNotice,
+    OVERLOADED_DOMAIN: OverloadedNotice,
+}
+
+
 def _signed_body(
     data: bytes, chain_id: str, node_keys: dict[str, bytes], domain: str, fields: int
 ) -> tuple[tuple, bytes]:
@@ -101,14 +146,35 @@ def _signed_body(
     return decoded, signature
 
 
-def decode_answer(
-    data: bytes, chain_id: str, node_keys: dict[str, bytes]
-) -> CommitNotice | UnknownNotice:
-    """A node's answer to one client: a commit notice or an unknown notice."""
+def _domain_of(data: bytes) -> str | None:
+    """The first field of a signed notice's body, read without decoding the rest (a commit
+    notice's body holds every receipt of its block)."""
     try:
-        return CommitNotice.decode(data, chain_id, node_keys)
-    except CodecError:
-        return UnknownNotice.decode(data, chain_id, node_keys)
+        outer = msgpack.Unpacker(raw=False)
+        outer.feed(data)
+        if outer.read_array_header() != 2:
+            return None
+        body = outer.unpack()
+        if not isinstance(body, bytes):
+            return None
+        inner = msgpack.Unpacker(raw=False)
+        inner.feed(body)
+        if inner.read_array_header() < 1:
+            return None
+        domain = inner.unpack()
+    except (msgpack.UnpackException, ValueError):
+        return None
+    return domain if isinstance(domain, str) else None
+
+
+def decode_answer(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> Answer:
+    """A node's message to clients: a commit notice, an unknown notice or a refusal, told
+    apart by the domain its signed body starts with; raises CodecError for anything else."""
+    kind = _ANSWERS.get(_domain_of(data))
+    if kind is None:
+        raise CodecError("not a notice for clients")
+    answer: Answer = kind.decode(data, chain_id, node_keys)
+    return answer
 
 
 def encode_outcome_query(tx_ids: list[bytes]) -> bytes:

@@ -14,7 +14,15 @@ import pytest
 from consortium import codec
 from consortium.client.client import ChainClient, ClientLogin
 from consortium.client.client import Outcome as ReexportedOutcome
-from consortium.client.protocol import MAX_BATCH, ClientCore, ClientStep, Outcome, Unknown
+from consortium.client.protocol import (
+    MAX_BACKOFF_MS,
+    MAX_BATCH,
+    ClientCore,
+    ClientStep,
+    Outcome,
+    Refused,
+    Unknown,
+)
 from consortium.client.wallet import Wallet
 from consortium.crypto import KeyPair
 from consortium.devnet import Devnet, make_devnet
@@ -24,6 +32,7 @@ from consortium.node.broker import BrokerLogin
 from consortium.notices import (
     MAX_ASKED_TXS,
     CommitNotice,
+    OverloadedNotice,
     UnknownNotice,
     decode_outcome_query,
 )
@@ -80,6 +89,10 @@ class Net:
     def unknown(self, node: str, tx_ids: list[bytes], height: int = 3) -> bytes:
         statement = UnknownNotice(node, height, tuple(tx_ids))
         return statement.signed(self.chain, self.devnet.node_pairs[node])
+
+    def overloaded(self, node: str, tx_ids: list[bytes], retry_after_ms: int) -> bytes:
+        refusal = OverloadedNotice(node, 3, tuple(tx_ids), retry_after_ms)
+        return refusal.signed(self.chain, self.devnet.node_pairs[node])
 
     def broadcast(self, node: str) -> str:
         return topics.commit_topic(self.chain, node)
@@ -294,6 +307,46 @@ def test_the_retransmission_interval_is_per_submission(net4: Net) -> None:
 
 
 # -- asking ----------------------------------------------------------------------------------
+
+
+def test_f_plus_1_refusals_hold_the_retransmission_for_the_wait_they_ask(net: Net) -> None:
+    core = net.core(retransmit_ms=100)
+    (tx,) = net.sign()
+    core.submit([tx], now_ms=0)
+    waits = [300 + 100 * i for i in range(len(net.nodes))]
+    for node, wait in list(zip(net.nodes, waits, strict=True))[: net.f]:
+        step = core.on_message(net.answer(node), net.overloaded(node, [tx.tx_id], wait), 10)
+        assert step.refused == []  # f nodes, possibly all lying, are not enough
+    node, wait = net.nodes[net.f], waits[net.f]
+    step = core.on_message(net.answer(node), net.overloaded(node, [tx.tx_id], wait), 20)
+    assert step.refused == [Refused(tx.tx_id, waits[net.f])]  # the longest wait asked
+    assert step.wake_at_ms == 20 + waits[net.f]
+    assert core.tick(100).publish == []  # the usual retransmission waits for the backoff
+    assert core.tick(19 + waits[net.f]).publish == []
+    assert len(core.tick(20 + waits[net.f]).publish) == 1
+    assert core.is_tracked(tx.tx_id)  # refused is not an outcome: it may still commit
+
+
+def test_a_refusal_never_holds_a_client_longer_than_the_cap(net4: Net) -> None:
+    core = net4.core()
+    (tx,) = net4.sign()
+    core.submit([tx], now_ms=0)
+    for node in net4.nodes[: net4.f + 1]:
+        step = core.on_message(net4.answer(node), net4.overloaded(node, [tx.tx_id], 10**9), 0)
+    assert step.refused == [Refused(tx.tx_id, MAX_BACKOFF_MS)]
+
+
+def test_a_refusal_for_another_transaction_or_forged_changes_nothing(net4: Net) -> None:
+    core = net4.core()
+    (tx,) = net4.sign()
+    core.submit([tx], now_ms=0)
+    stranger = KeyPair(b"\x07" * 32)
+    forged = OverloadedNotice(net4.nodes[0], 3, (tx.tx_id,), 100).signed(net4.chain, stranger)
+    assert core.on_message(net4.answer(net4.nodes[0]), forged, 0).refused == []
+    assert core.rejects == {"bad_notice": 1}
+    for node in net4.nodes:
+        payload = net4.overloaded(node, [bytes(32)], 100)
+        assert core.on_message(net4.answer(node), payload, 0).refused == []
 
 
 def test_unknown_is_decided_after_n_minus_f_unknown_answers(net: Net) -> None:

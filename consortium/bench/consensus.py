@@ -45,6 +45,7 @@ class ConsensusResult:
     sent: int
     accepted: int
     failed_receipts: int
+    refused: int  # refused as overloaded by f+1 nodes, explicitly, never silently dropped
     cpu_percent: dict[str, float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     durable: bool = True
@@ -66,6 +67,7 @@ class ConsensusResult:
             "sent": self.sent,
             "accepted": self.accepted,
             "failed_receipts": self.failed_receipts,
+            "refused": self.refused,
             "cpu_percent": {k: round(v, 1) for k, v in self.cpu_percent.items()},
             "durable": self.durable,
         }
@@ -195,6 +197,7 @@ def run_consensus_bench(
         sent=sum(r.sent for r in reports),
         accepted=sum(r.accepted for r in reports),
         failed_receipts=sum(r.failed_receipts for r in reports),
+        refused=sum(r.refused for r in reports),
         cpu_percent={n: 100 * (cpu_after[n] - cpu_before[n]) / elapsed for n in pids},
         latencies_ms=in_window,
         durable=durable,

@@ -2,6 +2,9 @@
 with a bounded number outstanding (closed loop), and the latency of each until f+1 nodes agree.
 
 Signing happens before the clock starts, so the generator measures the network, not itself.
+Notices are counted by the client protocol itself (`ClientCore`): a transaction is accepted on
+f+1 matching notices (same block hash and receipt), and refused once f+1 nodes say they are
+overloaded; an open loop does not retransmit a refused transaction, it counts it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from consortium import codec
 from consortium.client.client import ClientLogin
+from consortium.client.protocol import ClientCore, ClientStep, Outcome
 from consortium.client.wallet import Wallet
 from consortium.config import load_config
-from consortium.errors import RemoteError
 from consortium.keys import load_directory, load_keypair
-from consortium.notices import CommitNotice
-from consortium.roles import max_faulty
 from consortium.transport import topics
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 
 TICK_S = 0.01
+NEVER_MS = 10**12  # the generator measures first tries: it never retransmits
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class LoadReport:
     client_index: int
     sent: int = 0
     accepted: int = 0
+    refused: int = 0  # f+1 nodes answered "overloaded"
     failed_receipts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     accepted_at: list[float] = field(default_factory=list)  # wall time of each acceptance
@@ -73,42 +75,42 @@ async def _run(plan: LoadPlan, ready: Any, go: Any) -> LoadReport:
     txs = _presign(plan)
     report.sign_s = time.perf_counter() - start_sign
     config = load_config(plan.config_path)
+    client_id = f"load-{plan.client_index}"
     node_keys = load_directory(config).node_keys
-    accept_after = max_faulty(len(config.node_ids)) + 1
+    core = ClientCore(config.chain_id, node_keys, len(config.node_ids), client_id)
     sent_at: dict[bytes, float] = {}
-    votes: dict[bytes, int] = {}
     outstanding = 0
 
-    def on_message(message: IncomingMessage) -> None:
+    def carry(step: ClientStep) -> None:
         nonlocal outstanding
-        try:
-            notice = CommitNotice.decode(message.payload, config.chain_id, node_keys)
-        except RemoteError:
-            return
         now = time.perf_counter()
-        for receipt in notice.receipts:
-            sent = sent_at.get(receipt.tx_id)
-            if sent is None:
+        for decided in step.decided:
+            sent = sent_at.pop(decided.tx_id, None)
+            if sent is None or not isinstance(decided, Outcome):
                 continue
-            count = votes.get(receipt.tx_id, 0) + 1
-            votes[receipt.tx_id] = count
-            if count == accept_after:
-                report.accepted += 1
+            report.accepted += 1
+            outstanding -= 1
+            report.latencies_ms.append((now - sent) * 1000)
+            report.accepted_at.append(time.time())
+            if not decided.ok:
+                report.failed_receipts += 1
+        for refused in step.refused:
+            if sent_at.pop(refused.tx_id, None) is not None:
+                report.refused += 1
                 outstanding -= 1
-                report.latencies_ms.append((now - sent) * 1000)
-                report.accepted_at.append(time.time())
-                if not receipt.ok:
-                    report.failed_receipts += 1
+        core.forget([r.tx_id for r in step.refused])
 
-    login = ClientLogin.local(config, f"load-{plan.client_index}").login
+    def on_message(message: IncomingMessage) -> None:
+        carry(core.on_message(message.topic, message.payload, int(time.monotonic() * 1000)))
+
+    login = ClientLogin.local(config, client_id).login
     settings = MqttSettings(
         login.url,
         login.username,
         login.password,
-        (topics.commit_filter(config.chain_id),),
+        (topics.commit_filter(config.chain_id), topics.answer_filter(config.chain_id, client_id)),
         ca_file=login.ca_file,
     )
-    topic = topics.request_topic(config.chain_id, f"load-{plan.client_index}")
     async with MqttTransport(settings, on_message=on_message) as bus:
         await bus.wait_connected(timeout_s=15)
         ready.set()
@@ -130,13 +132,15 @@ async def _run(plan: LoadPlan, ready: Any, go: Any) -> LoadReport:
                 now = time.perf_counter()
                 for stx in chunk:
                     sent_at[stx.tx_id] = now
-                bus.publish(topic, codec.encode_flat([t.raw for t in chunk]))
+                step = core.submit(chunk, int(time.monotonic() * 1000), retransmit_ms=NEVER_MS)
+                for item in step.publish:
+                    bus.publish(item.topic, item.payload)
                 report.sent += len(chunk)
                 outstanding += len(chunk)
                 cursor += len(chunk)
             await asyncio.sleep(TICK_S)
         # Let the last transactions come back (bounded).
         deadline = time.perf_counter() + 10
-        while report.accepted < report.sent and time.perf_counter() < deadline:
+        while outstanding > 0 and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
     return report

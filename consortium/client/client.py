@@ -55,6 +55,7 @@ class ChainClient:
         self._outcomes: dict[bytes, asyncio.Future[Outcome]] = {}
         self._answers: dict[bytes, asyncio.Future[Outcome | Unknown]] = {}
         self._users: dict[bytes, int] = {}
+        self.refusals: dict[bytes, int] = {}  # tx id -> times f+1 nodes refused it, overloaded
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         settings = MqttSettings(
@@ -116,6 +117,8 @@ class ChainClient:
             if isinstance(result, Outcome):
                 _resolve(self._outcomes.get(result.tx_id), result)
             _resolve(self._answers.get(result.tx_id), result)
+        for refused in step.refused:
+            self.refusals[refused.tx_id] = self.refusals.get(refused.tx_id, 0) + 1
         self._set_timer(step.wake_at_ms)
 
     def _set_timer(self, at_ms: int | None) -> None:
@@ -142,6 +145,7 @@ class ChainClient:
             del self._users[tx_id]
             self._outcomes.pop(tx_id, None)
             self._answers.pop(tx_id, None)
+            self.refusals.pop(tx_id, None)
             done.append(tx_id)
         self.core.forget(done)
         self._set_timer(self.core.next_wake_ms())
@@ -157,7 +161,8 @@ class ChainClient:
         self, txs: Sequence[SignedTransaction], timeout_s: float = 60.0, retransmit_s: float = 5.0
     ) -> list[Outcome]:
         """Publish `txs` and return their outcomes in order; raises TimeoutError after
-        `timeout_s` without f+1 matching receipts for every one."""
+        `timeout_s` without f+1 matching receipts for every one (saying so when the network
+        refused them as overloaded; they were retransmitted after the wait it asked)."""
         loop = asyncio.get_running_loop()
         tx_ids = [stx.tx_id for stx in txs]
         futures = [self._outcomes.setdefault(t, loop.create_future()) for t in tx_ids]
@@ -169,6 +174,14 @@ class ChainClient:
                 pending = {f for f in futures if not f.done()}
                 if pending:
                     await asyncio.wait(pending)
+        except TimeoutError:
+            refused = sum(self.refusals.get(t, 0) for t in tx_ids)
+            if refused:
+                raise TimeoutError(
+                    f"no outcome within {timeout_s:g} s: the network refused these transactions "
+                    f"as overloaded {refused} times"
+                ) from None
+            raise
         finally:
             self._leave(tx_ids)
         return [f.result() for f in futures]

@@ -8,6 +8,9 @@ once, and a node answers a retransmission of a transaction it already committed 
 own answer topic (`commit/<node>/to/<client>`), which counts like its broadcast notice. Asking
 (`ask/<client>`) learns any transaction's outcome, or that it is unknown once n-f nodes say they
 hold none: then at most f nodes, too few to be believed, could still claim it is committed.
+A node that cannot take a transaction now refuses it at once with an overloaded notice; once f+1
+nodes refuse it (so at least one honest node does), the client reports a `Refused` and waits the
+time they ask before it retransmits, instead of adding to the load.
 
 `ClientCore` reads no clock and touches no socket: inputs carry `now_ms`, and every input returns
 a `ClientStep` saying what to publish, which results were decided and when to call `tick` next.
@@ -28,7 +31,9 @@ from consortium.errors import RemoteError
 from consortium.ledger.tx import SignedTransaction
 from consortium.notices import (
     MAX_ASKED_TXS,
+    Answer,
     CommitNotice,
+    OverloadedNotice,
     UnknownNotice,
     decode_answer,
     encode_outcome_query,
@@ -39,6 +44,7 @@ from consortium.transport import topics
 MAX_BATCH = 2000
 RETRANSMIT_MS = 5_000
 ASK_EVERY_MS = 2_000
+MAX_BACKOFF_MS = 10_000  # whatever refusing nodes ask, a client waits no longer than this
 
 _RESEND = 0
 _ASK = 1
@@ -91,6 +97,15 @@ class Unknown:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """f+1 nodes refused the transaction as overloaded: it is not committed yet and may still
+    be; the client retransmits it after `retry_after_ms` unless the shell forgets it."""
+
+    tx_id: bytes
+    retry_after_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     """A message for the bus."""
 
@@ -105,6 +120,7 @@ class ClientStep:
 
     publish: list[Publish] = field(default_factory=list)
     decided: list[Outcome | Unknown] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     wake_at_ms: int | None = None
 
 
@@ -120,6 +136,7 @@ class _Entry:
     ask_at: int | None = None
     votes: dict[tuple[int, bytes, int, bytes], set[str]] = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
+    overloaded: dict[str, int] = field(default_factory=dict)  # node -> the wait it asked for
 
 
 class ClientCore:
@@ -139,9 +156,7 @@ class ClientCore:
         retransmit_ms: int = RETRANSMIT_MS,
         ask_every_ms: int = ASK_EVERY_MS,
         max_batch: int = MAX_BATCH,
-        decode: Callable[[bytes, str, dict[str, bytes]], CommitNotice | UnknownNotice] = (
-            decode_answer
-        ),
+        decode: Callable[[bytes, str, dict[str, bytes]], Answer] = decode_answer,
     ) -> None:
         """`decode`: how a payload becomes a checked notice (a simulator shares one memo of
         them among its clients: a broadcast notice checks the same for every client)."""
@@ -235,6 +250,8 @@ class ClientCore:
         self.heights[notice.node] = max(self.heights.get(notice.node, 0), notice.height)
         if isinstance(notice, UnknownNotice):
             self._count_unknown(step, notice)
+        elif isinstance(notice, OverloadedNotice):
+            self._count_refusal(step, notice, now_ms)
         else:
             self._count_commit(step, notice)
         step.wake_at_ms = self.next_wake_ms()
@@ -328,6 +345,22 @@ class ClientCore:
             entry.unknown[notice.node] = notice.height
             if entry.asking and len(entry.unknown) >= self.unknown_after:
                 self._decide_unknown(step, tx_id, entry)
+
+    def _count_refusal(self, step: ClientStep, notice: OverloadedNotice, now_ms: int) -> None:
+        """f+1 refusals of a submitted transaction: report it and hold its retransmission for
+        the longest wait they asked (within `MAX_BACKOFF_MS`)."""
+        for tx_id in notice.tx_ids:
+            entry = self._entries.get(tx_id)
+            if entry is None or entry.raw is None:
+                continue
+            entry.overloaded[notice.node] = notice.retry_after_ms
+            if len(entry.overloaded) < self.accept_after:
+                continue
+            wait = max(1, min(MAX_BACKOFF_MS, max(entry.overloaded.values())))
+            entry.overloaded.clear()
+            entry.resend_at = now_ms + wait
+            self._push(entry.resend_at, _RESEND, tx_id)
+            step.refused.append(Refused(tx_id, wait))
 
     def _decide_unknown(self, step: ClientStep, tx_id: bytes, entry: _Entry) -> None:
         step.decided.append(Unknown(tx_id, dict(entry.unknown)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from consortium.node.ledger_app import LedgerApp
 from consortium.node.timeline import ConsensusTimeline
 from consortium.notices import (
     CommitNotice,
+    OverloadedNotice,
     UnknownNotice,
     decode_outcome_query,
     encode_status,
@@ -44,6 +46,8 @@ from consortium.transport import topics
 MAX_REQUESTS_PER_MESSAGE = 10_000
 MAX_QUEUED_REQUEST_BYTES = 4 * 1024 * 1024
 THROUGHPUT_WINDOW_MS = 5_000
+RETRY_AFTER_MIN_MS = 100
+RETRY_AFTER_MAX_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,7 @@ class NodeCore:
         self.faults = FaultState()
         self.dropped_by_fault = 0
         self.answers_sent = 0
+        self.refusals_sent = 0
         self.request_queue: deque[tuple[str, bytes]] = deque()
         self.queued_bytes = 0
         self.commit_times: deque[tuple[int, int]] = deque()
@@ -159,7 +164,7 @@ class NodeCore:
                 return NodeStep()
             return self._from_replica(self.replica.receive(payload, now, parsed.publisher), now)
         if parsed.kind is topics.TopicKind.REQUEST:
-            return self._queue_requests(parsed.publisher, payload)
+            return self._queue_requests(parsed.publisher, payload, now)
         if parsed.kind is topics.TopicKind.ASK:
             return self._on_query(parsed.publisher, payload)
         if parsed.kind is topics.TopicKind.CONTROL and parsed.publisher == self.node_id:
@@ -237,31 +242,83 @@ class NodeCore:
 
     # -- clients ---------------------------------------------------------------------------
 
-    def _queue_requests(self, client: str, payload: bytes) -> NodeStep:
-        """Client batches wait in a bounded queue; when it is full the batch is shed (clients
-        retransmit), which keeps the network live under overload instead of letting every
-        queue grow until the view-change timers fire."""
+    def _queue_requests(self, client: str, payload: bytes, now: int) -> NodeStep:
+        """Client batches wait in a bounded queue; when it is full the batch is refused at once
+        with an overloaded notice, which keeps the network live under overload instead of
+        letting every queue grow until the view-change timers fire."""
         if self.queued_bytes + len(payload) > MAX_QUEUED_REQUEST_BYTES:
-            self.rejects.add("overloaded")
-            return NodeStep()
+            try:
+                raws = self._decode_batch(payload)
+            except RemoteError:
+                return NodeStep()
+            return self._refuse(client, raws, self._throughput_per_ms(now))
         self.request_queue.append((client, payload))
         self.queued_bytes += len(payload)
         return NodeStep()
 
-    def _on_requests(self, client: str, payload: bytes, now: int) -> NodeStep:
-        """A client's batch of signed transactions: admit each, then hand them to the replica.
-        A transaction refused as already used may be one whose commit notices the client
-        missed: it gets this node's answer."""
+    def _decode_batch(self, payload: bytes) -> tuple[Any, ...]:
+        """A request batch's transactions; a bad batch is counted and raises `RemoteError`."""
         try:
-            raws = codec.expect_type(
+            raws: tuple[Any, ...] = codec.expect_type(
                 codec.decode(payload, max_items=MAX_REQUESTS_PER_MESSAGE), tuple, "request batch"
             )
         except CodecLimitError:
             self.rejects.add("oversized_request_batch")
-            return NodeStep()
+            raise
         except RemoteError:
             self.rejects.add("malformed_request")
+            raise
+        return raws
+
+    def _backlog_room(self, now: int) -> tuple[int, float]:
+        """How many more transactions this node may take now, and its commit rate (per ms).
+
+        A node holds no more uncommitted transactions than it committed over half a
+        view-change timeout lately: work it can finish before a backup would suspect the
+        primary of stalling. Past that, more work only makes every request wait longer until
+        the timers fire and the network spends itself on view changes. Never less than the
+        blocks in flight can carry, so an idle or starting network takes work."""
+        consensus = self.config.consensus
+        rate = self._throughput_per_ms(now)
+        floor = consensus.batch_max_txs * consensus.max_inflight_blocks
+        limit = max(floor, int(rate * consensus.view_change_timeout_ms / 2))
+        return max(0, limit - len(self.replica.pending)), rate
+
+    def _refuse(self, client: str, raws: Sequence[Any], rate: float) -> NodeStep:
+        """An overloaded notice to `client` for `raws`: how long the backlog takes to drain at
+        the recent commit rate tells the client when to try again."""
+        tx_ids = []
+        for raw in raws:
+            if isinstance(raw, bytes):
+                try:
+                    tx_ids.append(self.app.request_id(raw))
+                except RemoteError:
+                    self.rejects.add("malformed_request")
+        self.rejects.add("overloaded", len(raws))
+        if not tx_ids:
             return NodeStep()
+        backlog = len(self.replica.pending)
+        drain_ms = backlog / rate if rate > 0 else RETRY_AFTER_MAX_MS
+        retry = int(min(RETRY_AFTER_MAX_MS, max(RETRY_AFTER_MIN_MS, drain_ms)))
+        notice = OverloadedNotice(self.node_id, self.ledger.head.height, tuple(tx_ids), retry)
+        topic = topics.commit_direct_topic(self.chain_id, self.node_id, client)
+        self.refusals_sent += 1
+        return NodeStep(publish=[Publish(topic, notice.signed(self.chain_id, self.key))])
+
+    def _on_requests(self, client: str, payload: bytes, now: int) -> NodeStep:
+        """A client's batch of signed transactions: admit each, then hand them to the replica.
+        A transaction refused as already used may be one whose commit notices the client
+        missed: it gets this node's answer. What the backlog has no room for is refused before
+        any signature is checked."""
+        try:
+            raws = self._decode_batch(payload)
+        except RemoteError:
+            return NodeStep()
+        room, rate = self._backlog_room(now)
+        step = NodeStep()
+        if len(raws) > room:
+            step.extend(self._refuse(client, raws[room:], rate))
+            raws = raws[:room]
         admitted = []
         used: list[bytes] = []
         for raw in raws:
@@ -279,7 +336,6 @@ class NodeCore:
                 used.append(stx.tx_id)
                 continue
             admitted.append(raw)
-        step = NodeStep()
         if used:
             step.extend(self._answer(client, used, tell_unknown=False))
         if admitted:
@@ -343,11 +399,15 @@ class NodeCore:
 
     # -- status ----------------------------------------------------------------------------
 
-    def status(self, now: int) -> dict[str, Any]:
+    def _throughput_per_ms(self, now: int) -> float:
+        """Transactions committed per millisecond over the last window."""
         horizon = now - THROUGHPUT_WINDOW_MS
         while self.commit_times and self.commit_times[0][0] < horizon:
             self.commit_times.popleft()
-        recent = sum(n for _, n in self.commit_times)
+        return sum(n for _, n in self.commit_times) / THROUGHPUT_WINDOW_MS
+
+    def status(self, now: int) -> dict[str, Any]:
+        tx_per_ms = self._throughput_per_ms(now)
         head = self.ledger.head
         snapshot = self.replica.snapshot()
         rejected = dict(self.rejects.by_reason)
@@ -363,7 +423,7 @@ class NodeCore:
             "head_hash": head.hash.hex(),
             "business_day": head.business_day,
             "committed_txs": self.app.committed_txs,
-            "tx_per_s": round(recent * 1000 / THROUGHPUT_WINDOW_MS),
+            "tx_per_s": round(tx_per_ms * 1000),
             "mempool": snapshot["pending"],
             "queued_request_bytes": self.queued_bytes,
             "rejected_msgs": sum(rejected.values()),
@@ -371,6 +431,7 @@ class NodeCore:
             "view_changes": self.replica.stats.get("view_changes", 0),
             "relayed_requests": self.replica.stats.get("relayed_requests", 0),
             "answers_sent": self.answers_sent,
+            "refusals_sent": self.refusals_sent,
             "durable": self.durable,
             "faults": self.faults.describe(),
             "dropped_by_fault": self.dropped_by_fault,

@@ -37,7 +37,7 @@ from consortium.ledger.tx import SignedTransaction, decode_transaction
 from consortium.ledger.verify import verify_open_store
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
-from consortium.notices import CommitNotice, UnknownNotice, decode_answer
+from consortium.notices import Answer, CommitNotice, decode_answer
 from consortium.pbft.actions import Send
 from consortium.pbft.messages import Commit, PrePrepare
 from consortium.pbft.settings import ConsensusConfig
@@ -191,7 +191,7 @@ class WholeNodeSimulation:
         self.waiting: dict[bytes, _Waiting] = {}
         self.acknowledged: dict[bytes, int] = {}
         self.latencies: list[int] = []
-        self.notices: dict[bytes, CommitNotice | UnknownNotice] = {}
+        self.notices: dict[bytes, Answer] = {}
 
     # ------------------------------------------------------------------ hosts
 
@@ -361,9 +361,7 @@ class WholeNodeSimulation:
         receipt = Receipt(outcome.tx_id, outcome.ok, outcome.reason, outcome.result)
         self.workload.on_outcome(waiting.signer, waiting.stx, receipt)
 
-    def _decode_notice(
-        self, payload: bytes, chain_id: str, node_keys: dict[str, bytes]
-    ) -> CommitNotice | UnknownNotice:
+    def _decode_notice(self, payload: bytes, chain_id: str, node_keys: dict[str, bytes]) -> Answer:
         """One broadcast reaches every client: check it once."""
         notice = self.notices.get(payload)
         if notice is None:
