@@ -68,6 +68,9 @@ def network_dict(nodes: int = 5, load_signers: int = 0, chain_id: str = "consort
     return {
         "chain_id": chain_id,
         "broker": "mqtt://127.0.0.1:18830",
+        # Throw-away networks often run side by side (tests, benchmarks): each node takes a
+        # free metrics port and names it in its heartbeat, instead of colliding on fixed ones.
+        "metrics_port": 0,
         "nodes": [{"id": i, "role": r} for i, r in roles],
         "members": [{"id": i, "role": r} for i, r in members],
         "genesis": {"balances": balances, "credit_lines": {"core": 10**15}},

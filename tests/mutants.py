@@ -173,12 +173,10 @@ MUTANTS = (
         "replica: a view change drops a prepared block", "model", _view_change_drops_prepared, 1
     ),
     Mutant("node: persist after send", "node", _persist_after_send, 6),
-    Mutant("node: no sync before a vote", "node", _no_sync_before_votes, 12),
-    Mutant("ledger: no nonce check", "node", _no_nonce_check, 18),
-    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 18),
+    Mutant("node: no sync before a vote", "node", _no_sync_before_votes, 13),
+    Mutant("ledger: no nonce check", "node", _no_nonce_check, 20),
+    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 20),
     Mutant("store: no transaction index rows", "node", _store_skips_the_index, 0),
-    Mutant(
-        "node: an answer names the head, not the tx's block", "node", _answer_names_the_head, 18
-    ),
+    Mutant("node: an answer names the head, not the tx's block", "node", _answer_names_the_head, 2),
     Mutant("client: accepts f matching notices", "node", _client_accepts_f, 0),
 )
