@@ -22,13 +22,15 @@ from consortium.node.broker import (
     BrokerFiles,
     BrokerProcess,
     BrokerTls,
+    start_broker,
+    stop_broker,
+    write_broker_config,
+)
+from consortium.transport.credentials import (
     Credentials,
     client_username,
     node_username,
     read_credentials,
-    start_broker,
-    stop_broker,
-    write_broker_config,
 )
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 

@@ -18,11 +18,10 @@ from consortium.crypto import KeyPair
 from consortium.devnet import Devnet
 from consortium.ledger.block import Receipt
 from consortium.ledger.tx import Transaction
-from consortium.node import broker
 from consortium.node.faults import heal_message, partition_message
 from consortium.notices import CommitNotice, encode_status
 from consortium.pbft.messages import Prepare, sign
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import MqttSettings, MqttTransport
 from tests.network_helpers import wait_for
 
@@ -47,7 +46,7 @@ def rejected(net: Devnet) -> dict[str, dict[str, int]]:
 
 
 def transport(net: Devnet, username: str, *subscriptions: str) -> MqttTransport:
-    login = broker.broker_login(net.config, username)
+    login = credentials.broker_login(net.config, username)
     return MqttTransport(MqttSettings(login.url, login.username, login.password, subscriptions))
 
 
@@ -68,7 +67,7 @@ def test_a_forged_vote_is_stopped_by_the_acl_and_if_delivered_by_the_signature(
 
     async def client_tries() -> list[bytes]:
         seen: list[bytes] = []
-        login = broker.broker_login(net.config, broker.OPERATOR_USERNAME)
+        login = credentials.broker_login(net.config, credentials.OPERATOR_USERNAME)
         settings = MqttSettings(
             login.url, login.username, login.password, (topics.pbft_topic(chain, "bank-b"),)
         )
@@ -76,7 +75,10 @@ def test_a_forged_vote_is_stopped_by_the_acl_and_if_delivered_by_the_signature(
         async with watch:
             await watch.wait_connected(timeout_s=10)
             await _publish(
-                net, broker.client_username("load-5"), topics.pbft_topic(chain, "bank-b"), forged
+                net,
+                credentials.client_username("load-5"),
+                topics.pbft_topic(chain, "bank-b"),
+                forged,
             )
             await asyncio.sleep(NOT_DELIVERED_GRACE_S)
         return seen
@@ -93,7 +95,9 @@ def test_a_forged_vote_is_stopped_by_the_acl_and_if_delivered_by_the_signature(
 
     # Delivered through the compromised node's own topic: refused by every honest node.
     asyncio.run(
-        _publish(net, broker.node_username("bank-a"), topics.pbft_topic(chain, "bank-a"), forged)
+        _publish(
+            net, credentials.node_username("bank-a"), topics.pbft_topic(chain, "bank-a"), forged
+        )
     )
 
     def counted() -> bool:
@@ -114,20 +118,23 @@ def test_a_client_login_cannot_inject_faults_but_the_operator_can(net: Devnet) -
     command = partition_message([["core"], [n for n in net.config.node_ids if n != "core"]])
     asyncio.run(
         _publish(
-            net, broker.client_username("load-5"), topics.control_topic(chain, "core"), command
+            net, credentials.client_username("load-5"), topics.control_topic(chain, "core"), command
         )
     )
     asyncio.run(asyncio.sleep(NOT_DELIVERED_GRACE_S))
     assert statuses(net)["core"]["faults"] == {}
     asyncio.run(
-        _publish(net, broker.OPERATOR_USERNAME, topics.control_topic(chain, "core"), command)
+        _publish(net, credentials.OPERATOR_USERNAME, topics.control_topic(chain, "core"), command)
     )
     try:
         wait_for(lambda: "partition" in statuses(net)["core"]["faults"], 10)
     finally:
         asyncio.run(
             _publish(
-                net, broker.OPERATOR_USERNAME, topics.control_topic(chain, "core"), heal_message()
+                net,
+                credentials.OPERATOR_USERNAME,
+                topics.control_topic(chain, "core"),
+                heal_message(),
             )
         )
     wait_for(lambda: statuses(net)["core"]["faults"] == {}, 10)
@@ -152,7 +159,7 @@ async def _outcome_under_forged_notices(net: Devnet, publishers: dict[str, KeyPa
             claimed = "core" if key is not net.node_pairs[node] else node
             notice = _fake_notice(claimed, ghost.tx_id).signed(chain, key)
             await _publish(
-                net, broker.node_username(node), topics.commit_topic(chain, node), notice
+                net, credentials.node_username(node), topics.commit_topic(chain, node), notice
             )
         try:
             await waiting
@@ -177,14 +184,14 @@ def test_a_node_cannot_speak_for_another_in_the_status_heartbeats(net: Devnet) -
 
     async def spoof() -> list[bytes]:
         seen: list[bytes] = []
-        login = broker.broker_login(net.config, broker.OPERATOR_USERNAME)
+        login = credentials.broker_login(net.config, credentials.OPERATOR_USERNAME)
         settings = MqttSettings(
             login.url, login.username, login.password, (topics.status_topic(chain, "bank-a"),)
         )
         async with MqttTransport(settings, on_message=lambda m: seen.append(m.payload)) as watch:
             await watch.wait_connected(timeout_s=10)
             await _publish(
-                net, broker.node_username("bank-a"), topics.status_topic(chain, "bank-a"), fake
+                net, credentials.node_username("bank-a"), topics.status_topic(chain, "bank-a"), fake
             )
             await asyncio.sleep(0.5)
         return seen

@@ -13,14 +13,13 @@ import pytest
 from consortium import codec
 from consortium.errors import ConfigError
 from consortium.node import broker
-from consortium.node.broker import (
+from consortium.node.broker import BrokerTls, write_broker_config
+from consortium.transport.credentials import (
     OPERATOR_USERNAME,
     BrokerError,
-    BrokerTls,
     client_username,
     node_username,
     read_credentials,
-    write_broker_config,
 )
 from tests.brokers import CHAIN_ID, MEMBER_IDS, NODE_IDS, network_config
 

@@ -11,17 +11,19 @@ import aiomqtt
 import pytest
 
 from consortium.node.broker import (
-    OPERATOR_USERNAME,
-    BrokerError,
     BrokerTls,
-    client_username,
-    node_username,
     running_broker_pid,
     start_broker,
     stop_running_broker,
     write_broker_config,
 )
 from consortium.transport import topics
+from consortium.transport.credentials import (
+    OPERATOR_USERNAME,
+    BrokerError,
+    client_username,
+    node_username,
+)
 from consortium.transport.mqtt import BrokerRefusedError, MqttTransport
 from tests.brokers import (
     CHAIN_ID,

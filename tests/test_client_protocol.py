@@ -28,7 +28,6 @@ from consortium.crypto import KeyPair
 from consortium.devnet import Devnet, make_devnet
 from consortium.ledger.block import Receipt
 from consortium.ledger.tx import SignedTransaction
-from consortium.node.broker import BrokerLogin
 from consortium.notices import (
     MAX_ASKED_TXS,
     CommitNotice,
@@ -38,6 +37,7 @@ from consortium.notices import (
 )
 from consortium.roles import max_faulty
 from consortium.transport import topics
+from consortium.transport.credentials import BrokerLogin
 from consortium.transport.mqtt import IncomingMessage
 
 CLIENT = "load-0"

@@ -18,8 +18,7 @@ from consortium.devnet import Devnet
 from consortium.fuzz.consensus_inputs import BusView, ConsensusFuzzer
 from consortium.fuzz.memory import nodes_rss_kib
 from consortium.fuzz.runner import FuzzSettings, run_fuzz
-from consortium.node import broker
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import MqttSettings, MqttTransport
 from tests.network_helpers import wait_for
 
@@ -63,7 +62,7 @@ async def _stall_under_huge_batches(net: Devnet, batches: int) -> float:
     signers = {m: k for m, k in net.member_pairs.items() if m.startswith("load-")}
     workload = AckWorkload(net.config, net.keys, signers, ["load-0"])
     working = asyncio.create_task(workload.run())
-    login = broker.broker_login(net.config, broker.client_username("load-7"))
+    login = credentials.broker_login(net.config, credentials.client_username("load-7"))
     settings = MqttSettings(login.url, login.username, login.password)
     await asyncio.sleep(3.0)
     async with MqttTransport(settings) as hostile:
@@ -98,7 +97,7 @@ async def _flood_big_unsigned(net: Devnet, count: int) -> None:
         net.config.consensus.watermark_window,
         BusView(),
     )
-    login = broker.broker_login(net.config, broker.node_username("bank-a"))
+    login = credentials.broker_login(net.config, credentials.node_username("bank-a"))
     settings = MqttSettings(login.url, login.username, login.password)
     async with MqttTransport(settings) as attacker:
         await attacker.wait_connected(timeout_s=10)

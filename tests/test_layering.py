@@ -31,3 +31,10 @@ def test_pbft_takes_its_settings_as_a_plain_value() -> None:
 def test_the_deterministic_layers_import_no_network_code(module: str) -> None:
     loaded = _imported_by(module)
     assert sorted(loaded.intersection(FORBIDDEN)) == []
+
+
+def test_clients_log_in_without_the_node_package() -> None:
+    """A member without a node runs the client library only: its broker login lives in
+    `transport/`, not beside the node's broker management."""
+    loaded = _imported_by("consortium.client.client")
+    assert sorted(m for m in loaded if m.startswith("consortium.node")) == []

@@ -13,7 +13,7 @@ from consortium import codec
 from consortium.ledger.ledger import store_path
 from consortium.ledger.store import Store
 from consortium.node import broker
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import MqttSettings, MqttTransport
 from tests.network_helpers import client, live_network, run_cli, statuses, wait_for, wallets
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 async def _publish_and_leave(net, client_id: str, payload: bytes) -> None:
     """Publish a request batch with a login that never listens for notices."""
-    login = broker.broker_login(net.config, broker.client_username(client_id))
+    login = credentials.broker_login(net.config, credentials.client_username(client_id))
     settings = MqttSettings(login.url, login.username, login.password, ())
     async with MqttTransport(settings) as bus:
         await bus.wait_connected(timeout_s=15)

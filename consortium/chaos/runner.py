@@ -19,8 +19,9 @@ from consortium.config import NetworkConfig
 from consortium.crypto import KeyPair
 from consortium.errors import ConfigError
 from consortium.keys import KeyDirectory, load_keypair
-from consortium.node import broker, supervisor
+from consortium.node import supervisor
 from consortium.node.faults import heal_message
+from consortium.transport import credentials
 
 Progress = Callable[[str], None]
 HEAL_RESEND_S = 3.0
@@ -166,7 +167,7 @@ async def run_chaos(
     """Run the workload under the nemesis for `duration_s`, heal, rest, check."""
     say = progress or (lambda _: None)
     require_running(config)
-    clients = [broker.load_client_id(i) for i in range(settings.clients)]
+    clients = [credentials.load_client_id(i) for i in range(settings.clients)]
     report = ChaosReport(settings.seed, settings.duration_s)
     async with StatusWatcher(config) as watcher:
         await wait_for_statuses(watcher, config.node_ids, 10.0)

@@ -8,6 +8,7 @@ from rich.console import Console
 from consortium.cli.common import ConsortiumGroup, config_option
 from consortium.config import load_config
 from consortium.node import broker as mqtt_broker
+from consortium.transport import credentials
 
 
 @click.group(cls=ConsortiumGroup)
@@ -41,4 +42,4 @@ def broker_stop(config_path: str) -> None:
 def broker_password(username: str, config_path: str) -> None:
     """Print USERNAME's broker password (e.g. node-bank-a), to hand to the host that runs it."""
     config = load_config(config_path)
-    click.echo(mqtt_broker.read_credentials(config.run_dir, username).password)
+    click.echo(credentials.read_credentials(config.run_dir, username).password)

@@ -11,7 +11,7 @@ import click
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import RemoteError
 from consortium.keys import KeyDirectory, load_directory
-from consortium.node.broker import BrokerError
+from consortium.transport.credentials import BrokerError
 from consortium.transport.mqtt import TransportError
 
 config_option = click.option(

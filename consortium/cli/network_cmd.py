@@ -19,8 +19,9 @@ from consortium.cli.explorer_cmd import explorer_url
 from consortium.client.watch import StatusWatcher, collect_statuses
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import ConfigError
-from consortium.node import broker, supervisor
+from consortium.node import supervisor
 from consortium.node.process import Node
+from consortium.transport import credentials
 
 STALE_AFTER_S = 3.0
 LAST_EXIT_WIDTH = 48
@@ -54,7 +55,7 @@ def node_run(node_id: str, config_path: str, broker_url: str | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {node_id} %(levelname)s %(message)s"
     )
-    login = broker.broker_login(config, broker.node_username(node_id), broker_url)
+    login = credentials.broker_login(config, credentials.node_username(node_id), broker_url)
     node_main = Node(config, keys, node_id, login).run
     profile_dir = os.environ.get("CONSORTIUM_PROFILE")
     if profile_dir:

@@ -17,9 +17,8 @@ from consortium.client.protocol import MAX_BATCH, ClientCore, ClientStep, Outcom
 from consortium.config import NetworkConfig
 from consortium.keys import KeyDirectory
 from consortium.ledger.tx import SignedTransaction
-from consortium.node import broker
-from consortium.node.broker import BrokerLogin
-from consortium.transport import topics
+from consortium.transport import credentials, topics
+from consortium.transport.credentials import BrokerLogin
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 
 __all__ = ["MAX_BATCH", "ChainClient", "ClientLogin", "Outcome", "Unknown"]
@@ -35,7 +34,7 @@ class ClientLogin:
     @staticmethod
     def local(config: NetworkConfig, client_id: str) -> ClientLogin:
         return ClientLogin(
-            client_id, broker.broker_login(config, broker.client_username(client_id))
+            client_id, credentials.broker_login(config, credentials.client_username(client_id))
         )
 
 

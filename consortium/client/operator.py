@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from consortium.config import NetworkConfig
-from consortium.node import broker
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import MqttSettings, MqttTransport
 
 
 async def send_control(config: NetworkConfig, messages: dict[str, bytes]) -> None:
     """Publish one control message per node (QoS 1) and wait until the broker has them."""
-    login = broker.read_credentials(config.run_dir, broker.OPERATOR_USERNAME)
+    login = credentials.read_credentials(config.run_dir, credentials.OPERATOR_USERNAME)
     settings = MqttSettings(
-        config.broker_url, login.username, login.password, ca_file=broker.ca_file(config)
+        config.broker_url, login.username, login.password, ca_file=credentials.ca_file(config)
     )
     async with MqttTransport(settings) as transport:
         await transport.wait_connected(timeout_s=10)

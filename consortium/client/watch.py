@@ -8,9 +8,8 @@ from typing import Any
 
 from consortium.config import NetworkConfig
 from consortium.errors import RemoteError
-from consortium.node import broker
 from consortium.notices import decode_status
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 
 
@@ -21,13 +20,13 @@ class StatusWatcher:
         self.config = config
         self.latest: dict[str, dict[str, Any]] = {}
         self.seen_at: dict[str, float] = {}
-        login = broker.read_credentials(config.run_dir, broker.OPERATOR_USERNAME)
+        login = credentials.read_credentials(config.run_dir, credentials.OPERATOR_USERNAME)
         settings = MqttSettings(
             config.broker_url,
             login.username,
             login.password,
             (topics.status_filter(config.chain_id),),
-            ca_file=broker.ca_file(config),
+            ca_file=credentials.ca_file(config),
         )
         self.transport = MqttTransport(settings, on_message=self._on_message)
 

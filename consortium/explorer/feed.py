@@ -14,7 +14,7 @@ import time
 from consortium.client.watch import StatusWatcher
 from consortium.config import NetworkConfig
 from consortium.explorer.network import NetworkHistory
-from consortium.node.broker import BrokerError
+from consortium.transport.credentials import BrokerError
 
 POLL_S = 0.25
 

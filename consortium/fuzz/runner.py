@@ -40,8 +40,7 @@ from consortium.fuzz.request_inputs import RequestFuzzer, sign_rule_breakers
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import store_path
 from consortium.ledger.store import Store
-from consortium.node import broker
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 
 Progress = Callable[[str], None]
@@ -205,7 +204,7 @@ def _deltas(
 def _settings_for(
     config: NetworkConfig, username: str, subscriptions: tuple[str, ...]
 ) -> MqttSettings:
-    login = broker.broker_login(config, username)
+    login = credentials.broker_login(config, username)
     return MqttSettings(
         login.url, login.username, login.password, subscriptions, ca_file=login.ca_file
     )
@@ -354,10 +353,14 @@ async def run_fuzz(
         workload = AckWorkload(config, keys, signers, BACKGROUND_CLIENTS)
         working = asyncio.create_task(workload.run())
         attacker = MqttTransport(
-            _settings_for(config, broker.node_username(victim), (f"c/{config.chain_id}/pbft/#",)),
+            _settings_for(
+                config, credentials.node_username(victim), (f"c/{config.chain_id}/pbft/#",)
+            ),
             on_message=run.overhear,
         )
-        hostile = MqttTransport(_settings_for(config, broker.client_username(HOSTILE_CLIENT), ()))
+        hostile = MqttTransport(
+            _settings_for(config, credentials.client_username(HOSTILE_CLIENT), ())
+        )
         say(
             f"fuzz seed {settings.seed}: {settings.duration_s:g} s as node {victim}"
             f"{' (the primary)' if report.victim_was_primary else ''} and client {HOSTILE_CLIENT}"

@@ -43,11 +43,19 @@ from pathlib import Path
 from consortium import codec
 from consortium.codec import MAX_MESSAGE_BYTES
 from consortium.config import NetworkConfig
-from consortium.errors import CodecError, ConfigError
+from consortium.errors import ConfigError
 from consortium.transport import topics
+from consortium.transport.credentials import (
+    OPERATOR_USERNAME,
+    BrokerError,
+    broker_dir,
+    client_username,
+    load_client_id,
+    load_passwords,
+    node_username,
+)
 from consortium.transport.url import BrokerEndpoint, parse_broker_url
 
-OPERATOR_USERNAME = "operator"
 DEFAULT_LOAD_CLIENTS = 8
 # An MQTT PUBLISH adds a fixed header, the topic and (v5) properties to the payload.
 PACKET_OVERHEAD_BYTES = 64 * 1024
@@ -65,10 +73,6 @@ _INSTALL_HINT = (
 )
 
 
-class BrokerError(Exception):
-    """The broker cannot be configured, started or stopped; the message says what to do."""
-
-
 @dataclass(frozen=True, slots=True)
 class BrokerTls:
     """Certificates for an `mqtts://` listener (PEM files)."""
@@ -77,12 +81,6 @@ class BrokerTls:
     keyfile: Path
     cafile: Path | None = None
     require_client_certificate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    username: str
-    password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,23 +128,6 @@ class BrokerProcess:
 
     def is_alive(self) -> bool:
         return self.popen.poll() is None
-
-
-def node_username(node_id: str) -> str:
-    return f"node-{node_id}"
-
-
-def client_username(client_id: str) -> str:
-    return f"client-{client_id}"
-
-
-def load_client_id(index: int) -> str:
-    """The topic name of load generator `index`; its login is `client_username` of it."""
-    return f"load-{index}"
-
-
-def broker_dir(run_dir: Path) -> Path:
-    return run_dir / "broker"
 
 
 def broker_files(config: NetworkConfig) -> BrokerFiles:
@@ -235,25 +216,9 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
-def _load_passwords(path: Path) -> dict[str, str]:
-    """The stored passwords; an unreadable file is an error, not a reason to make new ones."""
-    if not path.exists():
-        return {}
-    try:
-        value = codec.decode(path.read_bytes())
-    except (OSError, CodecError) as exc:
-        raise BrokerError(f"cannot read broker credentials {path}: {exc}") from None
-    users = value.get("users") if isinstance(value, dict) else None
-    if not isinstance(users, dict) or not all(isinstance(p, str) for p in users.values()):
-        raise BrokerError(
-            f"broker credentials {path} are malformed; delete the file to make new ones"
-        )
-    return dict(users)
-
-
 def _ensure_passwords(path: Path, usernames: list[str]) -> dict[str, str]:
     """Reuse every stored password and make one for each new login."""
-    passwords = _load_passwords(path)
+    passwords = load_passwords(path)
     missing = [name for name in usernames if name not in passwords]
     for name in missing:
         passwords[name] = secrets.token_urlsafe(_PASSWORD_BYTES)
@@ -262,19 +227,6 @@ def _ensure_passwords(path: Path, usernames: list[str]) -> dict[str, str]:
     elif path.stat().st_mode & 0o077:
         path.chmod(0o600)  # a copied file may have lost its mode
     return passwords
-
-
-def read_credentials(run_dir: Path, username: str) -> Credentials:
-    """The login `username` (e.g. `node_username("bank-a")`) from a configured broker directory."""
-    path = broker_dir(run_dir) / "credentials"
-    if not path.exists():
-        raise BrokerError(
-            f"no broker credentials at {path}: start the network with `consortium up`"
-        )
-    passwords = _load_passwords(path)
-    if username not in passwords:
-        raise BrokerError(f"no broker login {username!r} in {path}")
-    return Credentials(username, passwords[username])
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -599,31 +551,3 @@ def configured_tls(config: NetworkConfig) -> BrokerTls | None:
     if tls is None or tls.certfile is None or tls.keyfile is None:
         return None
     return BrokerTls(tls.certfile, tls.keyfile, tls.cafile)
-
-
-def ca_file(config: NetworkConfig) -> str | None:
-    """The CA that nodes and clients check the broker against (CONSORTIUM_BROKER_CA wins)."""
-    from_env = os.environ.get("CONSORTIUM_BROKER_CA")
-    if from_env:
-        return from_env
-    tls = config.broker_tls
-    return str(tls.cafile) if tls is not None and tls.cafile is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerLogin:
-    """How a node or client reaches the broker: URL, credentials, and the CA for `mqtts://`."""
-
-    url: str
-    username: str
-    password: str
-    ca_file: str | None = None
-
-
-def broker_login(config: NetworkConfig, username: str, url: str | None = None) -> BrokerLogin:
-    """A login from this machine's `run_dir` (the password may come from the environment
-    variable CONSORTIUM_BROKER_PASSWORD instead, on a host that has no copy of the broker's files)."""
-    password = os.environ.get("CONSORTIUM_BROKER_PASSWORD")
-    if password is None:
-        password = read_credentials(config.run_dir, username).password
-    return BrokerLogin(url or config.broker_url, username, password, ca_file(config))

@@ -25,12 +25,12 @@ from typing import Any, NoReturn
 from consortium.config import NetworkConfig
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import Ledger, store_path
-from consortium.node.broker import BrokerLogin
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
 from consortium.node.metrics import NodeMetrics, TimedStore
 from consortium.notices import encode_status
 from consortium.transport import topics
+from consortium.transport.credentials import BrokerLogin
 from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
 
 log = logging.getLogger("consortium.node")

@@ -19,7 +19,7 @@ to `commit/+` and `commit/+/to/<self>` (they accept a result once f+1 nodes repo
 receipt) and `status/+`.
 
 Watching the bus (the operator's login may read everything; its password is in
-`<run_dir>/broker/credentials`, see `consortium.node.broker.read_credentials`):
+`<run_dir>/broker/credentials`, see `consortium.transport.credentials.read_credentials`):
 
     mosquitto_sub -h 127.0.0.1 -p 18830 -u operator -P <password> -t 'c/consortium-local/#' -v
 
