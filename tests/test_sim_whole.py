@@ -73,3 +73,10 @@ def test_a_node_that_answers_for_the_wrong_block_is_caught(monkeypatch: pytest.M
     monkeypatch.setattr(node_core, "CommitNotice", wrong_hash)
     result = run_seed(1, dataclasses.replace(NODE, liveness_budget_ms=5_000))
     assert any("not canonical" in v for v in result.safety_violations), result.safety_violations
+
+
+def test_a_byzantine_node_that_refuses_requests_does_not_crash_the_simulation() -> None:
+    """Seed 142: a node that lies to clients refuses a batch as overloaded; its refusal must
+    reach the clients as it is (the liar used to take every answer for a commit notice)."""
+    result = run_seed(142, NODE)
+    assert result.ok, result.safety_violations or result.liveness_failure

@@ -293,13 +293,16 @@ class WholeNodeSimulation:
     def _lie_to_clients(self, host: Host, item: Publish) -> bytes | None:
         """A byzantine node tells clients, now and then, that their transactions went into a
         block that does not exist, signed with its own key: f+1 matching notices must be
-        needed to believe it. A silent one tells them nothing."""
+        needed to believe it. A silent one tells them nothing. Its other answers to clients
+        (refusals, unknowns) go out as they are."""
         assert host.liar is not None
         if host.liar.behaviour == "silent":
             return None
         if self.rng.random() < 0.5:
             return item.payload
-        notice = CommitNotice.decode(item.payload, CHAIN_ID, self.keys.node_keys)
+        notice = self._decode_notice(item.payload, CHAIN_ID, self.keys.node_keys)
+        if not isinstance(notice, CommitNotice):  # a refusal or an unknown: passed on as it is
+            return item.payload
         fake = sha256(notice.block_hash + b"a block that does not exist")
         lie = CommitNotice(notice.node, notice.height, fake, notice.business_day, notice.receipts)
         host.liar.lies += 1
