@@ -37,6 +37,7 @@ class SweepReport:
     disk_faults: int = 0
     operations: dict[str, int] = field(default_factory=dict)
     messages_by_kind: dict[str, int] = field(default_factory=dict)
+    committed_per_seed: list[int] = field(default_factory=list)
 
     def add(self, result: RunResult) -> None:
         self.runs += 1
@@ -62,6 +63,7 @@ class SweepReport:
         self.view_changes += result.view_changes
         self.app = result.app
         self.committed_txs += result.committed_txs
+        self.committed_per_seed.append(result.committed_txs)
         self.business_invariant_violations += bool(result.business_invariant_violations)
         self.disk_faults += result.disk_faults
         for op, count in result.operations.items():
@@ -103,6 +105,12 @@ class SweepReport:
             "dropped_messages": dict(sorted(self.dropped.items())),
             "app": self.app,
             "committed_txs": self.committed_txs,
+            "committed_txs_per_seed": {
+                "min": min(self.committed_per_seed, default=0),
+                "median": sorted(self.committed_per_seed)[len(self.committed_per_seed) // 2]
+                if self.committed_per_seed
+                else 0,
+            },
             "business_invariant_violations": self.business_invariant_violations,
             "disk_faults": self.disk_faults,
             "operations": dict(sorted(self.operations.items())),
