@@ -141,6 +141,10 @@ class Replica:
         self.validated_upto = self.executed
         self.next_seq = self.executed + 1
         self.slots: dict[int, Slot] = {}
+        # Heights with a pre-prepare or prepared certificate on disk, whatever became of their
+        # slot since (a view change clears it, a state transfer skips it): each is deleted once
+        # a checkpoint covers it, so the records stay within the window.
+        self.recorded_seqs: set[int] = set()
         self.prepare_votes: dict[tuple[int, int], dict[str, Signed]] = {}
         self.commit_votes: dict[int, dict[int, dict[str, Signed]]] = {}
         self.checkpoint_votes: dict[int, dict[str, Signed]] = {}
@@ -532,6 +536,7 @@ class Replica:
         slot.validated = slot.rejected = slot.prepared = False
         slot.prepare_sent = slot.commit_sent = False
         self._persist(f"pp/{pp.seq:012d}", signed.encode())
+        self.recorded_seqs.add(pp.seq)
 
     def _on_preprepare(self, signed: Signed, pp: PrePrepare) -> None:
         self._check_view(pp.view)
@@ -627,6 +632,7 @@ class Replica:
                     slot.prepared = changed = True
                     slot.proof = PreparedProof(slot.preprepare, chosen)
                     self._persist(f"proof/{seq:012d}", codec.encode_flat(slot.proof.to_wire()))
+                    self.recorded_seqs.add(seq)
             if slot.prepared and slot.validated and not slot.commit_sent:
                 before = self.slots.get(seq - 1)
                 if seq - 1 <= self.executed or (before is not None and before.commit_sent):
@@ -757,11 +763,11 @@ class Replica:
         wire = (seq, digest, tuple(p.to_wire() for p in proof))
         self._persist("stable", codec.encode_flat(wire))
         for old in [s for s in self.slots if s <= seq]:
-            slot = self.slots.pop(old)
-            if slot.preprepare is not None:
-                self._persist(f"pp/{old:012d}", None)
-            if slot.proof is not None:
-                self._persist(f"proof/{old:012d}", None)
+            del self.slots[old]
+        for old in sorted(s for s in self.recorded_seqs if s <= seq):
+            self._persist(f"pp/{old:012d}", None)
+            self._persist(f"proof/{old:012d}", None)
+            self.recorded_seqs.discard(old)
         self.prepare_votes = {k: v for k, v in self.prepare_votes.items() if k[1] > seq}
         self.commit_votes = {k: v for k, v in self.commit_votes.items() if k > seq}
         self.checkpoint_votes = {k: v for k, v in self.checkpoint_votes.items() if k > seq}
@@ -1124,6 +1130,8 @@ class Replica:
             if nv.body.view == self.view:  # type: ignore[union-attr]
                 self.new_view_message = nv
         for key, value in sorted(records.items()):
+            if key.startswith(("pp/", "proof/")):
+                self.recorded_seqs.add(int(key.split("/")[1]))
             if key.startswith("pp/"):
                 signed = Signed.decode(value)
                 pp = signed.body

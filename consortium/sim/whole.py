@@ -491,6 +491,12 @@ class WholeNodeSimulation:
             verified = verify_open_store(self.config, self.keys, ledger.store, self.verifier)
             if not verified.ok:
                 self.checker.violations.append(f"{host.name}: ledger verify: {verified.errors[0]}")
+            stale = stale_consensus_records(ledger.store.consensus_records())
+            if stale:
+                self.checker.violations.append(
+                    f"{host.name}: {len(stale)} consensus records at or below the stable "
+                    f"checkpoint are kept forever, e.g. {stale[0]}"
+                )
 
     def _describe(self) -> str:
         states = []
@@ -540,6 +546,20 @@ class WholeNodeSimulation:
             operations=dict(sorted(self.workload.operations.items())),
             messages_by_kind=dict(sorted(self.net.messages_by_kind.items())),
         )
+
+
+def stale_consensus_records(records: dict[str, bytes]) -> list[str]:
+    """Pre-prepares and prepared certificates at or below the stable checkpoint: nothing reads
+    them again, so a store that keeps them grows with the chain's history and so does every
+    restart, which reads all consensus records back."""
+    if "stable" not in records:
+        return []
+    stable = codec.decode(records["stable"])[0]
+    return [
+        key
+        for key in sorted(records)
+        if key.startswith(("pp/", "proof/")) and int(key.split("/")[1]) <= stable
+    ]
 
 
 class MemoVerifier:
