@@ -14,6 +14,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 from consortium.bench.loadgen import LoadPlan, LoadReport, run_load
 from consortium.bench.validator import measure_verify_rate
 from consortium.client.watch import collect_statuses
+from consortium.config import NetworkConfig
 from consortium.devnet import free_port, make_devnet
 from consortium.node import broker, supervisor
 
@@ -98,9 +101,12 @@ def run_consensus_bench(
     warmup_s: float = 5.0,
     progress: Any = None,
     durable: bool = True,
+    companion: Callable[[NetworkConfig], AbstractContextManager[Any]] | None = None,
 ) -> ConsensusResult:
     """Start a fresh network, offer load, measure, stop everything. `rate` is the total open-loop
-    offered load; with `window` the generators run closed loop instead."""
+    offered load; with `window` the generators run closed loop instead. `companion(config)`, if
+    given, is entered once the nodes are up and left when the load ends: something to run beside
+    the network while it is measured (an explorer that refreshes, for instance)."""
     if not 4 <= nodes <= 16:
         raise ValueError("nodes must be from 4 to 16")
     generators = max(1, min(generators, MAX_GENERATORS))
@@ -117,9 +123,12 @@ def run_consensus_bench(
             durable=durable,
         )
         config = net.config
+        stack = ExitStack()
         try:
             supervisor.start_network(config)
             _wait_for_nodes(config)
+            if companion is not None:
+                stack.enter_context(companion(config))
             ctx = multiprocessing.get_context("spawn")
             ready = [ctx.Event() for _ in range(generators)]
             go = ctx.Event()
@@ -164,6 +173,7 @@ def run_consensus_bench(
             for worker in workers:
                 worker.join(10)
         finally:
+            stack.close()
             supervisor.stop_network(config)
     elapsed = window_end - window_start
     committed = [
