@@ -88,7 +88,7 @@ def _watching(
                     _get(base + "/")
                     _get(base + "/blocks")
                     heights = [n.get("height") or 0 for n in network.get("nodes", [])]
-                    _get(f"{base}/blocks/{max([1, *heights])}")
+                    _get(f"{base}/blocks/{max(1, min(heights or [1]))}")
                     seen.page_ms.append((time.perf_counter() - started) * 1000 / 4)
                 except (OSError, ValueError):
                     seen.page_errors += 1

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from consortium import codec
 from consortium.config import NetworkConfig
 from consortium.crypto import KeyPair
@@ -100,6 +102,17 @@ class RejectCounts:
         return sum(self.by_reason.values())
 
 
+def _batch_length(payload: bytes) -> int:
+    """How many transactions a request batch says it holds, from its array header alone (0 for
+    anything else: admission refuses it later and counts why)."""
+    try:
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(payload)
+        return max(0, unpacker.read_array_header())
+    except (msgpack.UnpackException, ValueError):
+        return 0
+
+
 class NodeCore:
     def __init__(
         self,
@@ -138,8 +151,9 @@ class NodeCore:
         self.dropped_by_fault = 0
         self.answers_sent = 0
         self.refusals_sent = 0
-        self.request_queue: deque[tuple[str, bytes]] = deque()
+        self.request_queue: deque[tuple[str, bytes, int]] = deque()
         self.queued_bytes = 0
+        self.queued_txs = 0  # as the batches' array headers count them
         self.commit_times: deque[tuple[int, int]] = deque()
         self.timeline = ConsensusTimeline()
 
@@ -183,8 +197,9 @@ class NodeCore:
         consensus messages are never stuck behind the admission of thousands of transactions."""
         if not self.request_queue:
             return NodeStep()
-        client, payload = self.request_queue.popleft()
+        client, payload, count = self.request_queue.popleft()
         self.queued_bytes -= len(payload)
+        self.queued_txs -= count
         return self._on_requests(client, payload, now)
 
     def heartbeat(self, now: int, extra: dict[str, Any]) -> NodeStep:
@@ -244,16 +259,22 @@ class NodeCore:
 
     def _queue_requests(self, client: str, payload: bytes, now: int) -> NodeStep:
         """Client batches wait in a bounded queue; when it is full the batch is refused at once
-        with an overloaded notice, which keeps the network live under overload instead of
-        letting every queue grow until the view-change timers fire."""
-        if self.queued_bytes + len(payload) > MAX_QUEUED_REQUEST_BYTES:
+        with an overloaded notice, and so is a batch that finds the backlog's room taken by what
+        waits in the queue already (admission refuses what does not fit of a batch it takes):
+        the queue then holds about what the node commits in half a view-change timeout, so a request admitted at a backup long before the primary gets
+        to it cannot make the backup suspect the primary."""
+        count = _batch_length(payload)
+        room, rate = self._backlog_room(now)
+        full = self.queued_bytes + len(payload) > MAX_QUEUED_REQUEST_BYTES
+        if full or self.queued_txs >= room:
             try:
                 raws = self._decode_batch(payload)
             except RemoteError:
                 return NodeStep()
-            return self._refuse(client, raws, self._throughput_per_ms(now))
-        self.request_queue.append((client, payload))
+            return self._refuse(client, raws, rate)
+        self.request_queue.append((client, payload, count))
         self.queued_bytes += len(payload)
+        self.queued_txs += count
         return NodeStep()
 
     def _decode_batch(self, payload: bytes) -> tuple[Any, ...]:
