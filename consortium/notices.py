@@ -46,8 +46,7 @@ class CommitNotice:
         return codec.array_of_encoded([*fields, encode_receipts(self.receipts)])
 
     def signed(self, chain_id: str, key: KeyPair) -> bytes:
-        body = self._body(chain_id)
-        return codec.encode_flat((body, key.sign(body)))
+        return _signed(self._body(chain_id), key)
 
     @staticmethod
     def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> CommitNotice:
@@ -75,18 +74,14 @@ class UnknownNotice:
         return codec.encode((UNKNOWN_DOMAIN, chain_id, self.node, self.height, self.tx_ids))
 
     def signed(self, chain_id: str, key: KeyPair) -> bytes:
-        body = self._body(chain_id)
-        return codec.encode_flat((body, key.sign(body)))
+        return _signed(self._body(chain_id), key)
 
     @staticmethod
     def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> UnknownNotice:
         body, signature = _signed_body(data, chain_id, node_keys, UNKNOWN_DOMAIN, 5)
         _, _, node, height, tx_ids = body
         codec.expect_type(height, int, "unknown.height")
-        codec.expect_type(tx_ids, tuple, "unknown.tx_ids")
-        for tx_id in tx_ids:
-            codec.expect_type(tx_id, bytes, "unknown.tx_id")
-        return UnknownNotice(node, height, tx_ids, signature)
+        return UnknownNotice(node, height, _tx_ids(tx_ids, "unknown"), signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +101,7 @@ class OverloadedNotice:
         return codec.encode((OVERLOADED_DOMAIN, chain_id, *fields))
 
     def signed(self, chain_id: str, key: KeyPair) -> bytes:
-        body = self._body(chain_id)
-        return codec.encode_flat((body, key.sign(body)))
+        return _signed(self._body(chain_id), key)
 
     @staticmethod
     def decode(data: bytes, chain_id: str, node_keys: dict[str, bytes]) -> OverloadedNotice:
@@ -115,10 +109,8 @@ class OverloadedNotice:
         _, _, node, height, tx_ids, retry_after_ms = body
         codec.expect_type(height, int, "overloaded.height")
         codec.expect_type(retry_after_ms, int, "overloaded.retry_after_ms")
-        codec.expect_type(tx_ids, tuple, "overloaded.tx_ids")
-        for tx_id in tx_ids:
-            codec.expect_type(tx_id, bytes, "overloaded.tx_id")
-        return OverloadedNotice(node, height, tx_ids, retry_after_ms, signature)
+        ids = _tx_ids(tx_ids, "overloaded")
+        return OverloadedNotice(node, height, ids, retry_after_ms, signature)
 
 
 Answer = CommitNotice | UnknownNotice | OverloadedNotice
@@ -127,6 +119,18 @@ _ANSWERS: dict[str, Any] = {
     UNKNOWN_DOMAIN: UnknownNotice,
     OVERLOADED_DOMAIN: OverloadedNotice,
 }
+
+
+def _signed(body: bytes, key: KeyPair) -> bytes:
+    """`[body, signature]`: every notice for clients is signed over its body bytes directly."""
+    return codec.encode_flat((body, key.sign(body)))
+
+
+def _tx_ids(value: Any, what: str) -> tuple[bytes, ...]:
+    codec.expect_type(value, tuple, f"{what}.tx_ids")
+    for tx_id in value:
+        codec.expect_type(tx_id, bytes, f"{what}.tx_id")
+    return value
 
 
 def _signed_body(
