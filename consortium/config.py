@@ -20,6 +20,7 @@ from yaml.error import MarkedYAMLError
 from yaml.nodes import MappingNode, Node
 from yaml.reader import ReaderError
 
+from consortium.budget import DEFAULT_CACHE_MB, MAX_CACHE_MB, MIN_CACHE_MB
 from consortium.errors import ConfigError
 from consortium.pbft.settings import ConsensusConfig
 from consortium.roles import ROLES
@@ -84,6 +85,9 @@ class NetworkConfig:
     metrics_port: int = DEFAULT_METRICS_PORT
     """The n-th node under `nodes:` serves Prometheus metrics on 127.0.0.1, port `metrics_port`
     + n; 0 lets every node take a free port (its status heartbeat names it)."""
+    cache_mb: int = DEFAULT_CACHE_MB
+    """What each node's caches may hold in memory, in MiB, shared as `consortium.budget` says;
+    the chain itself is on disk, so this (and not the chain's length) bounds a node's memory."""
 
     @property
     def nodes(self) -> tuple[MemberConfig, ...]:
@@ -209,6 +213,7 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         "nodes",
         "durable",
         "metrics_port",
+        "cache_mb",
     }
     _known_fields(raw, allowed | {"members", "genesis"}, "nodes.yaml")
     chain_id = _require(raw, "chain_id", str, "nodes.yaml")
@@ -256,7 +261,17 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         broker_tls=tls,
         durable=_typed(raw.get("durable", True), bool, "durable"),
         metrics_port=_metrics_port(raw.get("metrics_port"), node_count, broker_port),
+        cache_mb=_cache_mb(raw.get("cache_mb")),
     )
+
+
+def _cache_mb(raw: Any) -> int:
+    if raw is None:
+        return DEFAULT_CACHE_MB
+    megabytes = _typed(raw, int, "cache_mb")
+    if not MIN_CACHE_MB <= megabytes <= MAX_CACHE_MB:
+        raise ConfigError(f"cache_mb: {megabytes} MiB is outside {MIN_CACHE_MB} to {MAX_CACHE_MB}")
+    return megabytes
 
 
 def _metrics_port(raw: Any, node_count: int, broker_port: int) -> int:

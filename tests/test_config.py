@@ -303,3 +303,19 @@ def test_votes_are_durable_unless_the_file_says_otherwise(tmp_path):
     raw["durable"] = "no"
     with pytest.raises(ConfigError, match="durable: expected bool, got str"):
         parse_config(raw, tmp_path / "nodes.yaml")
+
+
+def test_cache_budget_is_one_checked_setting(tmp_path):
+    assert load_config(ROOT / "nodes.yaml").cache_mb == 128
+    raw = default_raw()
+    raw["cache_mb"] = 48
+    assert parse_config(raw, tmp_path / "nodes.yaml").cache_mb == 48
+    for bad, message in [
+        ("big", "cache_mb: expected int, got str"),
+        (True, "cache_mb: expected int, got bool"),
+        (8, "cache_mb: 8 MiB is outside 16 to 65536"),
+        (10**6, "cache_mb: 1000000 MiB is outside 16 to 65536"),
+    ]:
+        raw["cache_mb"] = bad
+        with pytest.raises(ConfigError, match=message):
+            parse_config(raw, tmp_path / "nodes.yaml")

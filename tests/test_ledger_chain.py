@@ -10,6 +10,7 @@ from consortium import codec
 from consortium.crypto import KeyPair
 from consortium.ledger.block import Block, BlockHeader, tx_root
 from consortium.ledger.chain import InvalidBlock, InvalidTransaction, MissingParent
+from consortium.ledger.signatures import VerifiedCache
 from consortium.ledger.tx import Transaction
 from tests.ledger_helpers import devnet, fresh_chain, wallets
 
@@ -109,3 +110,21 @@ def test_garbage_block_bytes_are_invalid_not_a_crash(net):
         with pytest.raises(InvalidBlock):
             chain.validate(data)
     assert chain.head.height == 0 and chain.pending == {}
+
+
+def test_a_primary_checks_again_what_its_verified_cache_let_go(net):
+    """A mempool larger than the verified cache: the transactions the cache evicted are verified
+    again when proposed, not left out; one whose signature is forged is left out."""
+    chain = fresh_chain(net)
+    chain.cache = VerifiedCache(budget_bytes=0)  # remembers nothing
+    w = wallets(net)
+    good = chain.admit(w["regulator"].sign("clock.advance", {"days": 2}).raw)
+    assert chain.cache.get(good.raw) is None
+    signed = w["supplier-a"].sign("clock.advance", {"days": 1})
+    forged = dataclasses.replace(signed, signature=KeyPair.generate().sign(b"other"))
+    executed, excluded = chain.propose([good, forged], view=0, proposer="bank-a")
+    assert [t.tx_id for t in executed.block.txs] == [good.tx_id]
+    assert [(stx.tx_id, why) for stx, why in excluded] == [
+        (forged.tx_id, "signature does not verify under the sender's key")
+    ]
+    assert executed.header.business_day == 2

@@ -36,6 +36,7 @@ from consortium.ledger.signatures import (
     transaction_job,
 )
 from consortium.ledger.state import Layer, Overlay, State
+from consortium.ledger.stored_state import StoredState
 from consortium.ledger.tx import SignedTransaction, decode_transaction
 
 NONCE_PREFIX = "nonce/"
@@ -73,7 +74,8 @@ class ExecutedBlock:
         return self.block.hash
 
 
-View = State | Layer
+CommittedState = State | StoredState
+View = CommittedState | Layer
 
 
 VERIFY_CHUNK = 256
@@ -149,7 +151,7 @@ class Chain:
     def __init__(
         self,
         chain_id: str,
-        state: State,
+        state: CommittedState,
         head: BlockHeader,
         verifier: BatchVerifier | None = None,
         cache: VerifiedCache | None = None,
@@ -314,15 +316,7 @@ class Chain:
         """Build the next block on the tip from admitted transactions, leaving out any that no
         longer belong (replayed nonce, revoked key): a correct primary never proposes those."""
         parent, parent_header = self.tip()
-        keep = []
-        excluded: list[tuple[SignedTransaction, str]] = []
-        for stx in txs:
-            key = contracts.member_public_key(parent, stx.tx.sender)
-            cached = self.cache.get(stx.raw)
-            if key is None or cached is None or cached[1] != key:
-                excluded.append((stx, "sender key unknown or changed since admission"))
-            else:
-                keep.append(stx)
+        keep, excluded = self._signed_by_current_keys(parent, txs)
         writes, receipts, skipped = execute(
             parent, parent_header, keep, self.chain_id, self.cache.check_signature
         )
@@ -344,6 +338,35 @@ class Chain:
         executed = ExecutedBlock(Block(header, included), tuple(receipts), layer)
         self.pending[executed.hash] = executed
         return executed, excluded
+
+    def _signed_by_current_keys(
+        self, parent: View, txs: Sequence[SignedTransaction]
+    ) -> tuple[list[SignedTransaction], Excluded]:
+        """The transactions whose sender is a member and whose signature verifies under the
+        sender's key in `parent`: known from admission if the verified cache still holds them,
+        checked again if it let them go or the key changed since."""
+        known: list[tuple[SignedTransaction, bytes | None, bool]] = []
+        unchecked: list[VerifyJob] = []
+        for stx in txs:
+            key = contracts.member_public_key(parent, stx.tx.sender)
+            cached = self.cache.get(stx.raw)
+            check = key is not None and (cached is None or cached[1] != key)
+            known.append((stx, key, check))
+            if check:
+                unchecked.append(transaction_job(stx, key))  # type: ignore[arg-type]
+        verdicts = iter(self.verifier.verify_many(unchecked) if unchecked else ())
+        keep: list[SignedTransaction] = []
+        excluded: Excluded = []
+        for stx, key, check in known:
+            if key is None:
+                excluded.append((stx, f"sender {stx.tx.sender!r} is not a member"))
+            elif check and not next(verdicts):
+                excluded.append((stx, "signature does not verify under the sender's key"))
+            else:
+                if check:
+                    self.cache.add(stx, key)
+                keep.append(stx)
+        return keep, excluded
 
     def validate(self, data: bytes) -> ExecutedBlock:
         """Check a proposed block completely; raises InvalidBlock (or MissingParent) and then

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from consortium import contracts
+from consortium.budget import CacheBudget
 from consortium.certificate import CommitCertificate, certificate_problems
 from consortium.config import NetworkConfig
 from consortium.keys import KeyDirectory
 from consortium.ledger.block import BlockHeader
 from consortium.ledger.chain import Chain, ExecutedBlock, InvalidBlock
-from consortium.ledger.signatures import BatchVerifier
+from consortium.ledger.signatures import BatchVerifier, VerifiedCache
 from consortium.ledger.state import State
 from consortium.ledger.store import Store, StoreError
+from consortium.ledger.stored_state import StoredState, accumulate
 
 
 def genesis_state(config: NetworkConfig, keys: KeyDirectory) -> State:
@@ -26,7 +28,11 @@ def store_path(config: NetworkConfig, node_id: str) -> Path:
 
 
 class Ledger:
-    """Chain + store: commits are written before they count, and a restart resumes at the head."""
+    """Chain + store: commits are written before they count, and a restart resumes at the head.
+
+    Opening reads the head and the stored accumulator, not the state: a node with millions of
+    transactions starts in the same time as a new one. The accumulator must give the head's
+    state root (`consortium ledger verify` recomputes it from every entry)."""
 
     def __init__(
         self,
@@ -35,22 +41,29 @@ class Ledger:
         path: Path,
         verifier: BatchVerifier | None = None,
         store: Store | None = None,
+        budget: CacheBudget | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
-        self.store = store if store is not None else Store(path)
+        self.budget = budget = budget or CacheBudget.of_mb(config.cache_mb)
+        self.store = store if store is not None else Store(path, cache_bytes=budget.store_pages)
         genesis = genesis_state(config, keys)
         genesis_header = Chain.genesis_header(config.chain_id, genesis)
         self.store.initialise(config.chain_id, genesis_header, genesis)
         self.genesis_hash = genesis_header.hash
-        state = self.store.load_state()
+        accumulator = self.store.stored_accumulator()
+        if accumulator is None:
+            accumulator = accumulate(self.store.state_rows())
+            self.store.keep_accumulator(accumulator)
+        state = StoredState(self.store, accumulator, budget.state)
         top = self.store.block(self.store.height())
         head = top.decoded_header() if top else genesis_header
         if state.root != head.state_root:
             raise StoreError(
                 f"{path}: stored state does not match the state root of block {head.height}"
             )
-        self.chain = Chain(config.chain_id, state, head, verifier)
+        cache = VerifiedCache(budget.verified_txs)
+        self.chain = Chain(config.chain_id, state, head, verifier, cache)
 
     @property
     def head(self) -> BlockHeader:

@@ -10,10 +10,12 @@ unknown ones are checked: serially here, or spread over all cores by
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from cachetools import LRUCache
+
+from consortium.budget import CacheBudget, entry_cost
 from consortium.crypto import verify
 from consortium.ledger.tx import TX_DOMAIN, SignedTransaction
 
@@ -46,26 +48,37 @@ def transaction_job(stx: SignedTransaction, public_key: bytes) -> VerifyJob:
     return (public_key, TX_DOMAIN + stx.tx_id, stx.signature)
 
 
+def _transaction_size(entry: tuple[SignedTransaction, bytes]) -> int:
+    return entry_cost(0, len(entry[0].raw))  # the raw bytes are the key and the entry's own
+
+
+def _claim_size(claim: VerifyJob) -> int:
+    return entry_cost(sum(map(len, claim)), 0)
+
+
 class VerifiedCache:
     """Raw transaction bytes -> (decoded transaction, the public key its signature verified under),
-    and the (key, message, signature) claims carried inside transactions that verified."""
+    and the (key, message, signature) claims carried inside transactions that verified; each
+    kept while recently used, within `budget_bytes` (most of it for transactions)."""
 
-    __slots__ = ("_claims", "_entries", "_forged", "capacity")
+    __slots__ = ("_claims", "_entries", "_forged")
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[bytes, tuple[SignedTransaction, bytes]] = OrderedDict()
-        self._claims: OrderedDict[VerifyJob, None] = OrderedDict()
+    def __init__(self, budget_bytes: int = CacheBudget.of_mb(128).verified_txs) -> None:
+        self._entries: LRUCache[bytes, tuple[SignedTransaction, bytes]] = LRUCache(
+            budget_bytes * 80 // 100, getsizeof=_transaction_size
+        )
+        self._claims: LRUCache[VerifyJob, VerifyJob] = LRUCache(
+            budget_bytes * 15 // 100, getsizeof=_claim_size
+        )
         # Claims that did not verify: remembered too, so that a forged confirmation resubmitted
         # again and again costs one verification, not one per block it appears in.
-        self._forged: OrderedDict[VerifyJob, None] = OrderedDict()
+        self._forged: LRUCache[VerifyJob, VerifyJob] = LRUCache(
+            budget_bytes * 5 // 100, getsizeof=_claim_size
+        )
 
     def remember_claim(self, claim: VerifyJob, verified: bool = True) -> None:
         """Record a claim's verdict (a pure function of the claim, so it never goes stale)."""
-        known = self._claims if verified else self._forged
-        known[claim] = None
-        if len(known) > self.capacity:
-            known.popitem(last=False)
+        _keep(self._claims if verified else self._forged, claim, claim)
 
     def knows_claim(self, claim: VerifyJob) -> bool:
         """True if the claim verified before."""
@@ -90,9 +103,17 @@ class VerifiedCache:
         return self._entries.get(raw)
 
     def add(self, stx: SignedTransaction, public_key: bytes) -> None:
-        self._entries[stx.raw] = (stx, public_key)
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        _keep(self._entries, stx.raw, (stx, public_key))
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def cached_bytes(self) -> int:
+        return int(self._entries.currsize + self._claims.currsize + self._forged.currsize)
+
+
+def _keep(cache: LRUCache, key: object, value: object) -> None:
+    """Remember, unless the one entry is larger than the whole cache."""
+    if cache.getsizeof(value) <= cache.maxsize:
+        cache[key] = value

@@ -8,7 +8,8 @@ the new one, so a block costs one hash per written key, never a rehash of the wh
 root depends only on the state's content (not on history), which is what state transfer needs.
 
 Three kinds of view, all with `get` and `keys_with_prefix`:
-- `State`: what is committed.
+- `State`: what is committed, in memory (genesis, checks that replay a chain); a running node's
+  committed state is `consortium.ledger.stored_state.StoredState`, on disk behind a cache.
 - `Layer`: the result of one validated but uncommitted block on top of a `State` or another
   `Layer`, with its own accumulator; PBFT keeps several blocks in flight, each validated on top of
   the one before. Committing a block folds its layer into the `State` without hashing again.
@@ -22,12 +23,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consortium import codec
 
-_ACC_BYTES = 256
-_ACC_MASK = (1 << (8 * _ACC_BYTES)) - 1
+if TYPE_CHECKING:
+    from consortium.ledger.stored_state import StoredState
+
+ACCUMULATOR_BYTES = 256
+ACCUMULATOR_MASK = (1 << (8 * ACCUMULATOR_BYTES)) - 1
 _ABSENT = object()
 
 
@@ -35,11 +39,11 @@ def entry_digest(key: str, encoded_value: bytes) -> int:
     """The accumulator term of one entry: SHAKE-256 of the key and the value's canonical
     encoding (two msgpack values back to back, so the pair is unambiguous) as a 2048-bit integer."""
     data = codec.encode_flat(key) + encoded_value
-    return int.from_bytes(hashlib.shake_256(data).digest(_ACC_BYTES), "little")
+    return int.from_bytes(hashlib.shake_256(data).digest(ACCUMULATOR_BYTES), "little")
 
 
 def root_of(accumulator: int) -> bytes:
-    return hashlib.sha256(accumulator.to_bytes(_ACC_BYTES, "little")).digest()
+    return hashlib.sha256(accumulator.to_bytes(ACCUMULATOR_BYTES, "little")).digest()
 
 
 class State:
@@ -95,7 +99,7 @@ class Layer:
 
     __slots__ = ("accumulator", "base", "digests", "encoded", "values")
 
-    def __init__(self, base: State | Layer, writes: dict[str, Any]) -> None:
+    def __init__(self, base: State | StoredState | Layer, writes: dict[str, Any]) -> None:
         self.base = base
         self.values = writes
         # One pass per step, rather than one loop doing every step per entry, keeps the
@@ -105,7 +109,9 @@ class Layer:
         self.digests = {key: entry_digest(key, data) for key, data in self.encoded.items()}
         digest_of = base.digests.get if type(base) is State else base.digest_of
         replaced = sum(filter(None, map(digest_of, writes)))
-        self.accumulator = (base.accumulator - replaced + sum(self.digests.values())) & _ACC_MASK
+        self.accumulator = (
+            base.accumulator - replaced + sum(self.digests.values())
+        ) & ACCUMULATOR_MASK
 
     @property
     def root(self) -> bytes:
@@ -123,7 +129,7 @@ class Layer:
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return _merge_prefix(self.base.keys_with_prefix(prefix), self.values, prefix)
 
-    def rebase(self, state: State) -> None:
+    def rebase(self, state: State | StoredState) -> None:
         """After the layer below was folded into `state`, read through `state` directly."""
         self.base = state
 
@@ -138,7 +144,7 @@ class Overlay:
 
     __slots__ = ("_base_get", "_undo", "base", "writes")
 
-    def __init__(self, base: State | Layer | Overlay) -> None:
+    def __init__(self, base: State | StoredState | Layer | Overlay) -> None:
         self.base = base
         self.writes: dict[str, Any] = {}
         self._undo: dict[str, Any] | None = None

@@ -12,7 +12,7 @@ copy into the database file at a checkpoint (a `pread`, a `pwrite` and its share
 `fdatasync` calls). That is most of the time; Python, statement preparation and the BEGIN/COMMIT
 of each call are small next to it. Hence:
 
-- `cache_size` (`_CACHE_KIB`): room for the tx index and state B-trees, so that inserts find their
+- `cache_size` (the store's share of the node's cache budget, `consortium.budget`): room for the tx index and state B-trees, so that inserts find their
   pages in memory instead of reading them back from the WAL or the file, and a block's transaction
   does not spill dirty pages into the WAL before COMMIT (the default 2 MiB does both once the
   tables grow). SQLite allocates the pages only as it uses them.
@@ -56,7 +56,7 @@ from consortium import codec
 from consortium.certificate import CommitCertificate
 from consortium.errors import CodecError, RemoteError
 from consortium.ledger.block import BlockHeader, Receipt, encode_receipts
-from consortium.ledger.state import Layer, State
+from consortium.ledger.state import ACCUMULATOR_BYTES, Layer, State
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS consensus (key TEXT PRIMARY KEY, value BLOB NOT NULL)
 _CACHE_KIB = 128 * 1024
 _CHECKPOINT_PAGES = 16_000
 _WAL_LIMIT_BYTES = 128 * 1024 * 1024
+
+_ACCUMULATOR = "state_accumulator"
 
 _INSERT_TX = "INSERT OR IGNORE INTO txs (tx_id, height, position) VALUES (?, ?, ?)"
 _UPSERT_STATE = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
@@ -122,7 +124,11 @@ class Store:
     each node's database in memory and overrides `sync` and `_committed`)."""
 
     def __init__(
-        self, path: Path | str, readonly: bool = False, db: sqlite3.Connection | None = None
+        self,
+        path: Path | str,
+        readonly: bool = False,
+        db: sqlite3.Connection | None = None,
+        cache_bytes: int = _CACHE_KIB * 1024,
     ) -> None:
         self.path = Path(path)
         if db is not None:
@@ -138,7 +144,7 @@ class Store:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            self.db.execute(f"PRAGMA cache_size=-{max(1, cache_bytes // 1024)}")
             self.db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
             self.db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
             self.db.executescript(_SCHEMA)
@@ -223,6 +229,7 @@ class Store:
                 "INSERT INTO state (key, value) VALUES (?, ?)",
                 [(k, codec.encode(v)) for k, v in state.items()],
             )
+            self._set_accumulator(state.accumulator)
 
     def append(
         self,
@@ -252,6 +259,46 @@ class Store:
             deletes = [(k,) for k, v in layer.values.items() if v is None]
             if deletes:
                 self.db.executemany(_DELETE_STATE, deletes)
+            self._set_accumulator(layer.accumulator)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def state_value(self, key: str) -> bytes | None:
+        """The encoded value of one committed state entry, or None when absent."""
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def state_keys_with_prefix(self, prefix: str) -> list[str]:
+        """The committed state's keys that start with `prefix`, in order: a range of the index."""
+        if not prefix:
+            return [key for (key,) in self.db.execute("SELECT key FROM state ORDER BY key")]
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self.db.execute(
+            "SELECT key FROM state WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper)
+        )
+        return [key for (key,) in rows]
+
+    def state_rows(self) -> Iterator[tuple[str, bytes]]:
+        """Every committed state entry, encoded, in key order, read as the caller goes."""
+        return iter(self.db.execute("SELECT key, value FROM state ORDER BY key"))
+
+    def stored_accumulator(self) -> int | None:
+        """The state's accumulator as of the head, written with every block (None in a store
+        written before it was kept: then it is computed once from the state table)."""
+        value = self.get_meta(_ACCUMULATOR)
+        if value is None:
+            return None
+        if type(value) is not bytes or len(value) != ACCUMULATOR_BYTES:
+            raise StoreError(f"{self.path}: the stored state accumulator is damaged")
+        return int.from_bytes(value, "little")
+
+    def keep_accumulator(self, accumulator: int) -> None:
+        """Persist an accumulator computed from the state table, so the next start reads it."""
+        with self._transaction():
+            self._set_accumulator(accumulator)
+
+    def _set_accumulator(self, accumulator: int) -> None:
+        self.set_meta(_ACCUMULATOR, accumulator.to_bytes(ACCUMULATOR_BYTES, "little"))
 
     def _insert_block(
         self,
@@ -304,9 +351,10 @@ class Store:
         return [(h, p) for h, p in rows]
 
     def load_state(self) -> State:
+        """The whole committed state in memory: for checks that compare it entry by entry."""
         state = State()
         writes = {}
-        for key, value in self.db.execute("SELECT key, value FROM state ORDER BY key"):
+        for key, value in self.state_rows():
             try:
                 writes[key] = codec.decode(value)
             except CodecError as exc:

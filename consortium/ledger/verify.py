@@ -342,6 +342,13 @@ def _check_state(store: Store, chain: Chain, report: VerifyReport) -> None:
         bad = [k for k, v in chain.state.items() if stored_state.get(k) != v]
         extra = [k for k in stored_state.values if chain.state.get(k) is None]
         report.fail(f"state table differs from re-execution at keys {(bad + extra)[:5]}")
+    try:
+        accumulator = store.stored_accumulator()
+    except RemoteError as exc:
+        report.fail(f"meta table: {exc}")
+        return
+    if accumulator is not None and accumulator != chain.state.accumulator:
+        report.fail("meta table: the stored state accumulator differs from re-execution")
 
 
 # -- the transaction index -------------------------------------------------------------------

@@ -143,7 +143,7 @@ class NodeCore:
             config.consensus,
             self.app,
             records=ledger.store.consensus_records(),
-            cache=wire_cache,
+            cache=wire_cache or WireCache(ledger.budget.wire),
         )
         self.logged_view = (self.replica.view, self.replica.changing)
         self.rejects = RejectCounts()
@@ -249,7 +249,7 @@ class NodeCore:
         if executed is None:
             return
         notice = CommitNotice(
-            self.node_id, height, executed.hash, executed.header.business_day, executed.receipts
+            self.node_id, height, executed.hash, executed.business_day, executed.receipts
         )
         topic = topics.commit_topic(self.chain_id, self.node_id)
         step.publish.append(Publish(topic, notice.signed(self.chain_id, self.key)))
@@ -403,7 +403,7 @@ class NodeCore:
     def _committed_receipts(self, height: int) -> tuple[bytes, int, tuple[Receipt, ...]]:
         executed = self.app.recent.get(height)
         if executed is not None:
-            return executed.hash, executed.header.business_day, executed.receipts
+            return executed.hash, executed.business_day, executed.receipts
         stored = self.ledger.store.block(height)
         if stored is None:
             raise LookupError(f"the transaction index names block {height}, which is not stored")

@@ -9,21 +9,40 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from consortium import codec
 from consortium.certificate import CommitCertificate
 from consortium.crypto import sha256
 from consortium.errors import CodecError, RemoteError
 from consortium.ledger import chain as ledger_chain
-from consortium.ledger.block import BlockHeader, split_block
+from consortium.ledger.block import BlockHeader, Receipt, split_block
 from consortium.ledger.chain import ExecutedBlock
 from consortium.ledger.ledger import Ledger
 from consortium.ledger.tx import MAX_TX_BYTES, SignedTransaction
 from consortium.pbft.app import InvalidBlock, InvalidRequest, MissingParent
 
-_DECODED_BLOCKS = 64
-_RECENT_BLOCKS = 256
-_ADMITTED_MEMORY = 200_000
+# Blocks in flight (two by default) and those a view change re-proposes soon after: a block
+# can be 1 MiB of transactions, and a decoded one holds them twice.
+_DECODED_BLOCKS = 8
+_RECENT_BLOCKS = 16
+# A memo entry: the id (32 bytes), the sender (shared with the transaction) and the nonce, in a
+# tuple in a dict slot.
+_ADMITTED_ENTRY_BYTES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """What a node tells clients of a block it committed lately: its receipts, no state."""
+
+    height: int
+    hash: bytes
+    business_day: int
+    receipts: tuple[Receipt, ...]
+
+    @property
+    def tx_ids(self) -> tuple[bytes, ...]:
+        return tuple(r.tx_id for r in self.receipts)
 
 
 class LedgerApp:
@@ -35,10 +54,12 @@ class LedgerApp:
         self._blocks: OrderedDict[bytes, tuple[BlockHeader, tuple[bytes, ...]]] = OrderedDict()
         self.committed_txs = ledger.store.tx_count()
         self.rejected_requests = 0
-        # Recently admitted transactions by id: their nonces answer `lookup_request` without disk.
-        self._admitted: dict[bytes, SignedTransaction] = {}
+        # Recently admitted transactions' senders and nonces by id: a nonce still unused answers
+        # `lookup_request` ("not committed") without a read of the transaction index.
+        self._admitted: dict[bytes, tuple[str, int]] = {}
+        self._admitted_limit = max(1, ledger.budget.admitted // _ADMITTED_ENTRY_BYTES)
         # The last committed blocks with their receipts, for the node's commit notices.
-        self.recent: OrderedDict[int, ExecutedBlock] = OrderedDict()
+        self.recent: OrderedDict[int, CommittedBlock] = OrderedDict()
 
     # -- decoding, remembered ------------------------------------------------------------
 
@@ -50,10 +71,13 @@ class LedgerApp:
             parts = split_block(block)
         except CodecError as exc:
             raise InvalidBlock(f"malformed block: {exc}") from None
+        self._remember_block(block, parts)
+        return parts
+
+    def _remember_block(self, block: bytes, parts: tuple[BlockHeader, tuple[bytes, ...]]) -> None:
         self._blocks[block] = parts
         if len(self._blocks) > _DECODED_BLOCKS:
             self._blocks.popitem(last=False)
-        return parts
 
     def admit(self, request: bytes) -> SignedTransaction:
         """Mempool admission: decode, check the signature once, refuse stale nonces."""
@@ -62,8 +86,8 @@ class LedgerApp:
         except ledger_chain.InvalidTransaction as exc:
             self.rejected_requests += 1
             raise InvalidRequest(str(exc), exc.reason) from None
-        self._admitted[stx.tx_id] = stx
-        if len(self._admitted) > _ADMITTED_MEMORY:
+        self._admitted[stx.tx_id] = (stx.tx.sender, stx.tx.nonce)
+        if len(self._admitted) > self._admitted_limit:
             del self._admitted[next(iter(self._admitted))]
         return stx
 
@@ -93,7 +117,7 @@ class LedgerApp:
         txs.sort(key=lambda s: (s.tx.sender, s.tx.nonce))
         executed, _ = self.chain.propose(txs, view, proposer)
         block = executed.block.encode()
-        self._blocks[block] = (executed.header, tuple(t.raw for t in executed.block.txs))
+        self._remember_block(block, (executed.header, tuple(t.raw for t in executed.block.txs)))
         return block
 
     def _require_tip(self, height: int) -> None:
@@ -155,9 +179,9 @@ class LedgerApp:
             raise InvalidRequest(f"malformed transaction: {exc}") from None
 
     def lookup_request(self, request_id: bytes) -> int | None:
-        stx = self._admitted.get(request_id)
-        if stx is not None and stx.tx.nonce > ledger_chain.last_nonce(
-            self.chain.state, stx.tx.sender
+        admitted = self._admitted.get(request_id)
+        if admitted is not None and admitted[1] > ledger_chain.last_nonce(
+            self.chain.state, admitted[0]
         ):
             return None  # its nonce is still unused, so it cannot have been committed
         locations = self.ledger.store.tx_locations(request_id)
@@ -171,7 +195,10 @@ class LedgerApp:
 
     def _committed(self, executed: ExecutedBlock) -> None:
         self.committed_txs += len(executed.block.txs)
-        self.recent[executed.header.height] = executed
+        header = executed.header
+        self.recent[header.height] = CommittedBlock(
+            header.height, header.hash, header.business_day, executed.receipts
+        )
         while len(self.recent) > _RECENT_BLOCKS:
             self.recent.popitem(last=False)
 

@@ -12,13 +12,17 @@ from consortium.pbft.messages import Signed
 
 _DECODE_LIMIT = 50_000
 _VERIFY_LIMIT = 200_000
-# Both memos also stop at this many bytes of messages, so that a peer flooding distinct large
-# messages (signed or not) cannot make a replica hold more than this in memory.
-_BYTES_LIMIT = 64 * 1024 * 1024
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 class WireCache:
-    def __init__(self) -> None:
+    """Both memos start again once they hold a quarter of `budget_bytes` of messages (a decoded
+    message holds its bytes about twice: the message and the payload inside it), so that a peer
+    flooding distinct large messages (signed or not) cannot make a replica hold more than the
+    budget."""
+
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        self._bytes_limit = max(1, budget_bytes // 4)
         self._decoded: dict[bytes, Signed] = {}
         self._decoded_bytes = 0
         self._verified: dict[tuple[bytes, bytes, bytes], bool] = {}
@@ -40,7 +44,10 @@ class WireCache:
     def remember(self, data: bytes, signed: Signed) -> None:
         if data in self._decoded:
             return
-        if len(self._decoded) >= _DECODE_LIMIT or self._decoded_bytes + len(data) > _BYTES_LIMIT:
+        if (
+            len(self._decoded) >= _DECODE_LIMIT
+            or self._decoded_bytes + len(data) > self._bytes_limit
+        ):
             self._decoded.clear()
             self._decoded_bytes = 0
         self._decoded[data] = signed
@@ -55,7 +62,7 @@ class WireCache:
         ok = verify(public_key, payload, signature)
         if (
             len(self._verified) >= _VERIFY_LIMIT
-            or self._verified_bytes + len(payload) > _BYTES_LIMIT
+            or self._verified_bytes + len(payload) > self._bytes_limit
         ):
             self._verified.clear()
             self._verified_bytes = 0

@@ -34,15 +34,11 @@ class NodeLedger:
         return self.store.height()
 
     def get(self, key: str) -> Any | None:
-        row = self.store.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else codec.decode(row[0])
+        encoded = self.store.state_value(key)
+        return None if encoded is None else codec.decode(encoded)
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        rows = self.store.db.execute(
-            "SELECT key FROM state WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper)
-        )
-        return [key for (key,) in rows]
+        return self.store.state_keys_with_prefix(prefix)
 
     def values_with_prefix(self, prefix: str) -> dict[str, Any]:
         return {key: self.get(key) for key in self.keys_with_prefix(prefix)}

@@ -265,9 +265,8 @@ class WholeNodeSimulation:
         notices have left) and its view."""
         if host.honest:
             for height in step.committed:
-                executed = core.app.recent[height]
-                ids = tuple(t.tx_id for t in executed.block.txs)
-                self.checker.on_committed(host.name, height, executed.hash, ids)
+                committed = core.app.recent[height]
+                self.checker.on_committed(host.name, height, committed.hash, committed.tx_ids)
             self.checker.on_view(host.name, core.replica.view)
 
     # ------------------------------------------------------------------ the bus
