@@ -22,6 +22,8 @@ MAX_CACHE_MB = 65_536
 DECODED_BYTES_PER_ENCODED = 6
 # A cache entry's own overhead: the slots of the cache's dicts and its order list, and the tuple.
 ENTRY_OVERHEAD_BYTES = 300
+# A state entry's 2048-bit accumulator term as a Python int.
+DIGEST_BYTES = 300
 
 
 def entry_cost(key_bytes: int, encoded_bytes: int) -> int:

@@ -7,11 +7,11 @@ Anyone with the nodes' public keys from `nodes.yaml` can check it without trusti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from consortium import codec
-from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES, verify
+from consortium.crypto import HASH_BYTES, SIGNATURE_BYTES, KeyPair, verify
 from consortium.errors import CodecError
 from consortium.roles import quorum_size
 
@@ -49,6 +49,16 @@ class CommitCertificate:
             codec.expect_type(sig, bytes, "certificate.signature.sig")
             pairs.append((node_id, sig))
         return CommitCertificate(view, height, block_hash, tuple(pairs))
+
+
+def sign_certificate(
+    chain_id: str, view: int, height: int, block_hash: bytes, signers: Mapping[str, KeyPair]
+) -> CommitCertificate:
+    """The certificate the commit votes of `signers` (node id -> node key) make: for tools that
+    stand in for a network (benchmarks, tests), never for a replica, which gathers real votes."""
+    statement = commit_statement(chain_id, view, height, block_hash)
+    pairs = tuple((node, signers[node].sign(statement)) for node in sorted(signers))
+    return CommitCertificate(view, height, block_hash, pairs)
 
 
 SignatureCheck = Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]

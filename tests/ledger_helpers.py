@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consortium.certificate import CommitCertificate, commit_statement
+from consortium.certificate import CommitCertificate, sign_certificate
 from consortium.client.wallet import Wallet
 from consortium.devnet import Devnet, make_devnet
 from consortium.ledger.chain import Chain
@@ -26,11 +26,9 @@ def fresh_chain(net: Devnet) -> Chain:
 
 def certify(net: Devnet, view: int, height: int, block_hash: bytes) -> CommitCertificate:
     """A certificate signed by the first quorum of nodes, as PBFT's commit votes would be."""
-    statement = commit_statement(net.config.chain_id, view, height, block_hash)
     signers = sorted(net.node_pairs)[: quorum_size(len(net.node_pairs))]
-    return CommitCertificate(
-        view, height, block_hash, tuple((n, net.node_pairs[n].sign(statement)) for n in signers)
-    )
+    pairs = {n: net.node_pairs[n] for n in signers}
+    return sign_certificate(net.config.chain_id, view, height, block_hash, pairs)
 
 
 def devnet(tmp: Path, load_signers: int = 0) -> Devnet:

@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from cachetools import LRUCache
-
 from consortium.budget import CacheBudget, entry_cost
 from consortium.crypto import verify
 from consortium.ledger.tx import TX_DOMAIN, SignedTransaction
+from consortium.lru import SizedLRU
 
 VerifyJob = tuple[bytes, bytes, bytes]  # (public key, message, signature)
 
@@ -48,10 +47,6 @@ def transaction_job(stx: SignedTransaction, public_key: bytes) -> VerifyJob:
     return (public_key, TX_DOMAIN + stx.tx_id, stx.signature)
 
 
-def _transaction_size(entry: tuple[SignedTransaction, bytes]) -> int:
-    return entry_cost(0, len(entry[0].raw))  # the raw bytes are the key and the entry's own
-
-
 def _claim_size(claim: VerifyJob) -> int:
     return entry_cost(sum(map(len, claim)), 0)
 
@@ -64,21 +59,17 @@ class VerifiedCache:
     __slots__ = ("_claims", "_entries", "_forged")
 
     def __init__(self, budget_bytes: int = CacheBudget.of_mb(128).verified_txs) -> None:
-        self._entries: LRUCache[bytes, tuple[SignedTransaction, bytes]] = LRUCache(
-            budget_bytes * 80 // 100, getsizeof=_transaction_size
+        self._entries: SizedLRU[bytes, tuple[SignedTransaction, bytes]] = SizedLRU(
+            budget_bytes * 80 // 100
         )
-        self._claims: LRUCache[VerifyJob, VerifyJob] = LRUCache(
-            budget_bytes * 15 // 100, getsizeof=_claim_size
-        )
+        self._claims: SizedLRU[VerifyJob, bool] = SizedLRU(budget_bytes * 15 // 100)
         # Claims that did not verify: remembered too, so that a forged confirmation resubmitted
         # again and again costs one verification, not one per block it appears in.
-        self._forged: LRUCache[VerifyJob, VerifyJob] = LRUCache(
-            budget_bytes * 5 // 100, getsizeof=_claim_size
-        )
+        self._forged: SizedLRU[VerifyJob, bool] = SizedLRU(budget_bytes * 5 // 100)
 
     def remember_claim(self, claim: VerifyJob, verified: bool = True) -> None:
         """Record a claim's verdict (a pure function of the claim, so it never goes stale)."""
-        _keep(self._claims if verified else self._forged, claim, claim)
+        (self._claims if verified else self._forged).put(claim, True, _claim_size(claim))
 
     def knows_claim(self, claim: VerifyJob) -> bool:
         """True if the claim verified before."""
@@ -103,17 +94,12 @@ class VerifiedCache:
         return self._entries.get(raw)
 
     def add(self, stx: SignedTransaction, public_key: bytes) -> None:
-        _keep(self._entries, stx.raw, (stx, public_key))
+        # The raw bytes are the key and the transaction's own: counted once.
+        self._entries.put(stx.raw, (stx, public_key), entry_cost(0, len(stx.raw)))
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def cached_bytes(self) -> int:
-        return int(self._entries.currsize + self._claims.currsize + self._forged.currsize)
-
-
-def _keep(cache: LRUCache, key: object, value: object) -> None:
-    """Remember, unless the one entry is larger than the whole cache."""
-    if cache.getsizeof(value) <= cache.maxsize:
-        cache[key] = value
+        return self._entries.current_bytes + self._claims.current_bytes + self._forged.current_bytes

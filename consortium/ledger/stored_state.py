@@ -7,9 +7,10 @@ miss (including "absent", cached too) reads the table. The store writes a block'
 the same SQLite transaction as the block and before the block counts as committed (`Ledger`), so
 `fold` only has to refresh the cache.
 
-The state root needs each overwritten entry's accumulator term: it is hashed again from the
-entry's encoded value (kept in the cache next to the decoded one, or read from the table) rather
-than held in memory for every entry. The accumulator itself is stored with every block, so
+The state root needs each overwritten entry's accumulator term: a cached entry written by a
+block keeps the term the block computed, and any other is hashed again from its encoded value
+(kept in the cache next to the decoded one, or read from the table), rather than held in memory
+for every entry. The accumulator itself is stored with every block, so
 opening a store costs no pass over the state.
 """
 
@@ -18,18 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from cachetools import LRUCache
-
 from consortium import codec
-from consortium.budget import entry_cost
+from consortium.budget import DIGEST_BYTES, entry_cost
 from consortium.errors import CodecError
 from consortium.ledger.state import ACCUMULATOR_MASK, Layer, entry_digest, root_of
+from consortium.lru import SizedLRU
 
-# (decoded value, encoded value); both None for a key known to be absent.
-_Entry = tuple[Any, bytes | None]
-_ABSENT: _Entry = (None, None)
-# What the cache holds: the entry and its estimated size in memory.
-_Cached = tuple[Any, bytes | None, int]
+# (decoded value, encoded value, accumulator term if known); all None for a key known absent.
+_Entry = tuple[Any, bytes | None, int | None]
+_ABSENT: _Entry = (None, None, None)
 
 
 class StateTable(Protocol):
@@ -56,25 +54,21 @@ def accumulate(rows: Iterator[tuple[str, bytes]]) -> int:
 
 def _cost(key: str, entry: _Entry) -> int:
     encoded = entry[1]
-    return entry_cost(len(key), 0 if encoded is None else len(encoded))
-
-
-def _cached_size(cached: _Cached) -> int:
-    return cached[2]
+    digest = 0 if entry[2] is None else DIGEST_BYTES
+    return entry_cost(len(key), 0 if encoded is None else len(encoded)) + digest
 
 
 class StoredState:
     """The committed state as `State` offers it (`get`, `digest_of`, `keys_with_prefix`, `fold`,
     `accumulator`, `root`), backed by the store's table."""
 
-    __slots__ = ("_cache", "_table", "accumulator")
+    __slots__ = ("_cache", "_cached", "_table", "accumulator")
 
     def __init__(self, table: StateTable, accumulator: int, cache_bytes: int) -> None:
         self._table = table
         self.accumulator = accumulator
-        self._cache: LRUCache[str, _Cached] = LRUCache(
-            maxsize=max(1, cache_bytes), getsizeof=_cached_size
-        )
+        self._cache: SizedLRU[str, _Entry] = SizedLRU(cache_bytes)
+        self._cached = self._cache.get  # bound once: reads run several times per transaction
 
     @property
     def root(self) -> bytes:
@@ -82,34 +76,30 @@ class StoredState:
 
     @property
     def cached_bytes(self) -> int:
-        return int(self._cache.currsize)
+        return self._cache.current_bytes
 
-    def _entry(self, key: str) -> _Entry:
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached[0], cached[1]
+    def _load(self, key: str) -> _Entry:
         encoded = self._table.state_value(key)
         if encoded is None:
             entry = _ABSENT
         else:
             try:
-                entry = (codec.decode(encoded), encoded)
+                entry = (codec.decode(encoded), encoded, None)
             except CodecError as exc:
                 raise DamagedStateEntry(f"state entry {key!r} is damaged: {exc}") from None
-        self._remember(key, entry)
+        self._cache.put(key, entry, _cost(key, entry))
         return entry
 
-    def _remember(self, key: str, entry: _Entry) -> None:
-        cost = _cost(key, entry)
-        if cost <= self._cache.maxsize:
-            self._cache[key] = (entry[0], entry[1], cost)
-
     def get(self, key: str) -> Any | None:
-        return self._entry(key)[0]
+        entry = self._cached(key)
+        return (entry if entry is not None else self._load(key))[0]
 
     def digest_of(self, key: str) -> int | None:
-        encoded = self._entry(key)[1]
-        return None if encoded is None else entry_digest(key, encoded)
+        entry = self._cached(key)
+        _, encoded, digest = entry if entry is not None else self._load(key)
+        if digest is None and encoded is not None:
+            digest = entry_digest(key, encoded)
+        return digest
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return self._table.state_keys_with_prefix(prefix)
@@ -126,7 +116,8 @@ class StoredState:
         """`layer` (built on this state) is committed: the store holds its writes already."""
         if layer.base is not self:
             raise ValueError("a layer folds only into the state it was built on")
-        encoded = layer.encoded
+        encoded, digests, put = layer.encoded, layer.digests, self._cache.put
         for key, value in layer.values.items():
-            self._remember(key, _ABSENT if value is None else (value, encoded[key]))
+            entry = _ABSENT if value is None else (value, encoded[key], digests[key])
+            put(key, entry, _cost(key, entry))
         self.accumulator = layer.accumulator
