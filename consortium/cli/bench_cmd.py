@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -11,6 +11,12 @@ from rich.table import Table
 from consortium.cli.common import ConsortiumGroup, json_option, print_json
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.axes import Axes
+
+    from consortium.bench.consensus import ProcessSample
+    from consortium.bench.soak import SoakResult
     from consortium.bench.validator import ValidatorResult
 
 PLOT_SIZES = (100, 500, 1000, 2500, 5000, 10000)
@@ -158,7 +164,16 @@ def _plot(sweep: list, result: ValidatorResult, path: str) -> None:
     "plot_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write PNGs: the latency CDF (FILE) and throughput against offered load (FILE with -load).",
+    help="Also write PNGs: the latency CDF (FILE), throughput against offered load (FILE with "
+    "-load) and each node's resident memory over the measurement (FILE with -rss).",
+)
+@click.option(
+    "--sample-s",
+    "sample_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds between resident-memory samples of every process.",
 )
 @click.option(
     "--sweep", is_flag=True, help="Run nodes x batch size (4, 5, 7 x 500, 2000) and print a table."
@@ -182,9 +197,11 @@ def bench_consensus(
     plot_path: str | None,
     sweep: bool,
     no_sync: bool,
+    sample_s: float,
     as_json: bool,
 ) -> None:
-    """End-to-end committed throughput and latency on a fresh live network."""
+    """End-to-end committed throughput and latency on a fresh live network, and the resident
+    memory of every process while it runs."""
     from rich.progress import Progress
 
     from consortium.bench.consensus import run_consensus_bench
@@ -202,6 +219,7 @@ def bench_consensus(
         "generators": generators,
         "warmup_s": warmup,
         "durable": not no_sync,
+        "sample_s": sample_s,
     }
     if sweep:
         rows = []
@@ -264,7 +282,12 @@ def bench_consensus(
             for x in loads
         ]
         _plot_consensus(result, curve, plot_path)
-        figures["plot"] = [plot_path, _load_plot_path(plot_path)]
+        _plot_rss(result.samples, result.node_ids, _suffixed_path(plot_path, "rss"))
+        figures["plot"] = [
+            plot_path,
+            _suffixed_path(plot_path, "load"),
+            _suffixed_path(plot_path, "rss"),
+        ]
         figures["load_curve"] = [
             {"offered": c.offered_tx_per_s, "committed": round(c.committed_tx_per_s)} for c in curve
         ]
@@ -290,12 +313,52 @@ def bench_consensus(
     table.add_row("efficiency", f"{result.efficiency:.2f}")
     for name, pct in result.cpu_percent.items():
         table.add_row(f"cpu {name}", f"{pct:.0f} %")
+    for node_id in result.node_ids:
+        table.add_row(
+            f"rss {node_id}: max, growth",
+            _rss_cell(figures["rss_mb"][node_id], figures["rss_growth_bytes_per_tx"][node_id]),
+        )
     Console().print(table)
 
 
-def _load_plot_path(path: str) -> str:
+def _rss_cell(series_mb: list[float | None], growth: float | None) -> str:
+    """`123.4 MB, +56 B/tx`: the largest sample and the slope against committed transactions."""
+    known = [v for v in series_mb if v is not None]
+    top = f"{max(known):,.1f} MB" if known else "-"
+    return f"{top}, {'-' if growth is None else f'{growth:+,.0f} B/tx'}"
+
+
+def _suffixed_path(path: str, suffix: str) -> str:
+    """`plot.png` -> `plot-SUFFIX.png`: the companion figures of one --plot FILE."""
     stem, dot, ext = path.rpartition(".")
-    return f"{stem}-load.{ext}" if dot else f"{path}-load"
+    return f"{stem}-{suffix}.{ext}" if dot else f"{path}-{suffix}"
+
+
+def _plot_rss(samples: Sequence[ProcessSample], node_ids: Sequence[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _draw_rss(ax, samples, node_ids)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _draw_rss(ax: Axes, samples: Sequence[ProcessSample], node_ids: Sequence[str]) -> None:
+    from consortium.bench.consensus import rss_series_mb
+
+    at_s = [s.at_s for s in samples]
+    for node_id in node_ids:
+        series = rss_series_mb(samples, node_id)
+        ax.plot(at_s, [float("nan") if v is None else v for v in series], label=node_id)
+    ax.set_xlabel("seconds since the measurement started")
+    ax.set_ylabel("resident memory (MB)")
+    ax.set_title("Node resident memory")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
 
 
 def _plot_consensus(result, curve: list, path: str) -> None:
@@ -333,5 +396,196 @@ def _plot_consensus(result, curve: list, path: str) -> None:
     ax.legend()
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(_load_plot_path(path), dpi=120)
+    fig.savefig(_suffixed_path(path, "load"), dpi=120)
+    plt.close(fig)
+
+
+@bench.command("soak")
+@click.option(
+    "--rate",
+    default=1500.0,
+    show_default=True,
+    type=click.FloatRange(1, 100_000),
+    help="Offered load, tx/s (open loop), for the whole run.",
+)
+@click.option(
+    "--duration",
+    default=1800.0,
+    show_default=True,
+    type=click.FloatRange(10, 86_400),
+    help="Measured seconds (after warm-up).",
+)
+@click.option(
+    "--window-s",
+    "window_s",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(5, 86_400),
+    help="Seconds per reported window (the last may be shorter).",
+)
+@click.option(
+    "--sample-s",
+    "sample_s",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds between resident-memory samples of every process.",
+)
+@click.option(
+    "--generators",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 7),
+    help="Load generator processes (one more offers the small load while a node restarts).",
+)
+@click.option(
+    "--batch",
+    "batch_max_txs",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 20_000),
+    help="Largest block, in transactions.",
+)
+@click.option(
+    "--warmup",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 120),
+    help="Seconds excluded before measuring.",
+)
+@click.option(
+    "--restart-timeout",
+    "restart_timeout_s",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(5, 3600),
+    help="Longest wait for the restarted node to catch up.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a PNG: each node's resident memory over time, and p99 latency per window.",
+)
+@json_option
+def bench_soak(
+    rate: float,
+    duration: float,
+    window_s: float,
+    sample_s: float,
+    generators: int,
+    batch_max_txs: int,
+    warmup: float,
+    restart_timeout_s: float,
+    plot_path: str | None,
+    as_json: bool,
+) -> None:
+    """A steady load on a fresh 5-node durable network for a long time: per window throughput,
+    latency, view changes and memory growth per committed transaction, then a backup killed
+    and restarted from its disk under a small load, timed until it is back in consensus."""
+    from rich.progress import Progress
+
+    from consortium.bench.soak import run_soak
+
+    if window_s > duration:
+        raise click.BadParameter("must not exceed --duration", param_hint="--window-s")
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"soak at {rate:,.0f} tx/s", total=100)
+        result = run_soak(
+            rate=rate,
+            duration_s=duration,
+            window_s=window_s,
+            generators=generators,
+            batch_max_txs=batch_max_txs,
+            warmup_s=warmup,
+            sample_s=sample_s,
+            restart_timeout_s=restart_timeout_s,
+            progress=lambda done, total: bar.update(task, completed=100 * done / total),
+        )
+    figures = result.as_json()
+    if plot_path:
+        _plot_soak(result, plot_path)
+        figures["plot"] = plot_path
+    if as_json:
+        print_json(figures)
+        return
+    _print_soak(result, figures)
+
+
+def _cell(value: float | None, spec: str, unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def _print_soak(result: SoakResult, figures: dict[str, Any]) -> None:
+    console = Console()
+    windows = Table(
+        title=f"soak: {result.nodes} nodes, {result.offered_tx_per_s:,.0f} tx/s offered for "
+        f"{result.duration_s:g} s, windows of {result.window_s:g} s"
+    )
+    for column in ("window", "committed tx/s", "p50 ms", "p99 ms", "view changes/min"):
+        windows.add_column(column, justify="right")
+    for node_id in result.node_ids:
+        windows.add_column(f"{node_id} MB, B/tx", justify="right")
+    for w in result.windows:
+        windows.add_row(
+            f"{w.start_s:g}-{w.end_s:g} s",
+            _cell(w.committed_tx_per_s, ",.0f"),
+            _cell(w.latency_ms["p50"], ",.0f"),
+            _cell(w.latency_ms["p99"], ",.0f"),
+            _cell(w.view_changes_per_min, ".2f"),
+            *(
+                f"{_cell(w.rss_mb_end[n], ',.1f')}, {_cell(w.rss_growth_bytes_per_tx[n], '+,.0f')}"
+                for n in result.node_ids
+            ),
+        )
+    console.print(windows)
+    summary = Table(title="soak: the whole run and the restart")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    summary.add_row("committed / sent", _cell(figures["committed_fraction"], ".4f"))
+    summary.add_row("p99 last / first window", _cell(figures["p99_ratio_last_first"], ".2f"))
+    summary.add_row(
+        "view changes/min last / first window",
+        _cell(figures["view_changes_per_min_ratio_last_first"], ".2f"),
+    )
+    summary.add_row(
+        "presigned before the clock", f"{result.presigned_txs:,} in {result.presign_s:.1f} s"
+    )
+    for node_id in result.node_ids:
+        summary.add_row(
+            f"rss {node_id}: max, growth",
+            _rss_cell(figures["rss_mb"][node_id], figures["rss_growth_bytes_per_tx"][node_id]),
+        )
+    restart = result.restart
+    summary.add_row(
+        f"restart of {restart.node} (primary {restart.primary or '-'})",
+        f"back in {restart.restart_s:.1f} s at height {restart.height:,}"
+        if restart.restart_s is not None and restart.height is not None
+        else f"not back within {restart.timeout_s:g} s",
+    )
+    summary.add_row("restarted node's committed txs", _cell(restart.committed_txs, ","))
+    console.print(summary)
+
+
+def _plot_soak(result: SoakResult, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (memory, latency) = plt.subplots(2, 1, figsize=(8, 8))
+    _draw_rss(memory, result.samples, result.node_ids)
+    p99 = [w.latency_ms["p99"] for w in result.windows]
+    latency.bar(
+        [(w.start_s + w.end_s) / 2 for w in result.windows],
+        [float("nan") if v is None else v for v in p99],
+        width=[0.9 * (w.end_s - w.start_s) for w in result.windows],
+    )
+    latency.set_xlabel("seconds since the measurement started")
+    latency.set_ylabel("p99 latency (ms)")
+    latency.set_title(f"p99 latency per window, {result.offered_tx_per_s:,.0f} tx/s offered")
+    latency.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)
