@@ -241,9 +241,14 @@ def _field(statuses: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, int
 
 @contextlib.contextmanager
 def live_network(
-    nodes: int, batch_max_txs: int, durable: bool, load_signers: int = SIGNERS
+    nodes: int,
+    batch_max_txs: int,
+    durable: bool,
+    load_signers: int = SIGNERS,
+    prepare: Callable[[Devnet], None] | None = None,
 ) -> Iterator[Devnet]:
-    """A fresh network in a temporary directory, its nodes reporting; stopped and removed after."""
+    """A fresh network in a temporary directory, its nodes reporting; stopped and removed after.
+    `prepare(net)`, if given, runs before the nodes start (to give them a history, say)."""
     if not 4 <= nodes <= 16:
         raise ValueError("nodes must be from 4 to 16")
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,6 +260,8 @@ def live_network(
             consensus={"batch_max_txs": batch_max_txs},
             durable=durable,
         )
+        if prepare is not None:
+            prepare(net)
         try:
             supervisor.start_network(net.config)
             _wait_for_nodes(net.config)

@@ -589,3 +589,64 @@ def _plot_soak(result: SoakResult, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@bench.command("restart")
+@click.option(
+    "--txs",
+    default=2_000_000,
+    show_default=True,
+    type=click.IntRange(0, 20_000_000),
+    help="Committed transactions every node holds before the restart.",
+)
+@click.option(
+    "--batch",
+    "batch_max_txs",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 20_000),
+    help="Transactions per block of the history (and the network's largest block).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(5, 3600),
+    help="Longest wait for the restarted node to catch up.",
+)
+@json_option
+def bench_restart(txs: int, batch_max_txs: int, timeout_s: float, as_json: bool) -> None:
+    """A node with a long chain back in consensus: every store given TXS committed
+    transactions, the network started on them, then a backup killed and restarted from its disk
+    under a small load, timed until it has caught up and votes with the others."""
+    from rich.progress import Progress
+
+    from consortium.bench.restart import run_restart_bench
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"history of {txs:,} transactions", total=max(1, txs))
+        result = run_restart_bench(
+            txs=txs,
+            block_txs=batch_max_txs,
+            timeout_s=timeout_s,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    figures = result.as_json()
+    if as_json:
+        print_json(figures)
+        return
+    table = Table(title=f"restart of a node holding {result.history.txs:,} transactions")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("history", f"{result.history.height:,} blocks, {result.history.store_mb:,.0f} MB")
+    table.add_row("history built in", f"{result.history.build_s:,.1f} s")
+    table.add_row("network started on it in", f"{result.network_start_s:.2f} s")
+    restart = result.restart
+    table.add_row(
+        f"restart of {restart.node}",
+        f"back in {restart.restart_s:.2f} s at height {restart.height:,}"
+        if restart.restart_s is not None and restart.height is not None
+        else f"not back within {restart.timeout_s:g} s",
+    )
+    Console().print(table)
