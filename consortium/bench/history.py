@@ -4,8 +4,11 @@ the network for hours.
 
 One node's ledger commits blocks of receivable drafts signed by the suppliers, each block with a
 commit certificate signed by a quorum of the network's node keys, exactly as the network would
-have committed them; the store is then copied to every node (honest nodes' stores of the same
-chain are equal). Signatures are verified over every core, as a node validating them would.
+have committed them, and the last checkpoint those blocks reach is made stable by a quorum of
+signed CHECKPOINTs, as a running network leaves it in the replicas' records (without one, the
+replicas' watermarks would stay at genesis and no block above the window could be ordered). The
+store is then copied to every node (honest nodes' stores of the same chain are equal).
+Signatures are verified over every core, as a node validating them would.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import shutil
 import time
 from dataclasses import dataclass
 
+from consortium import codec
 from consortium.certificate import sign_certificate
 from consortium.client.wallet import Wallet
+from consortium.crypto import KeyPair
 from consortium.devnet import Devnet
 from consortium.ledger.ledger import Ledger, store_path
 from consortium.parallel import PoolVerifier
+from consortium.pbft.messages import Checkpoint, sign
+from consortium.pbft.replica import STABLE_RECORD
 from consortium.roles import quorum_size
 
 SUPPLIERS = ("supplier-a", "supplier-b", "supplier-c")
@@ -63,6 +70,7 @@ def build_history(net: Devnet, txs: int, block_txs: int = 2000, progress=None) -
             if progress is not None:
                 progress(done, txs)
         height = ledger.head.height
+        _stable_checkpoint(net, ledger, signers)
         ledger.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         ledger.close()
@@ -72,3 +80,15 @@ def build_history(net: Devnet, txs: int, block_txs: int = 2000, progress=None) -
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     return History(height, txs, time.perf_counter() - started, path.stat().st_size / 2**20)
+
+
+def _stable_checkpoint(net: Devnet, ledger: Ledger, signers: dict[str, KeyPair]) -> None:
+    """The replicas' record of a stable checkpoint at the last multiple of the interval."""
+    seq = ledger.head.height - ledger.head.height % net.config.consensus.checkpoint_interval
+    stored = ledger.store.block(seq)
+    if seq == 0 or stored is None:
+        return
+    body = Checkpoint(seq, stored.hash)
+    proof = [sign(key, net.config.chain_id, node, body) for node, key in sorted(signers.items())]
+    record = codec.encode_flat((seq, stored.hash, tuple(p.to_wire() for p in proof)))
+    ledger.store.write_consensus_records([(STABLE_RECORD, record)])

@@ -72,6 +72,8 @@ VIEW_CHANGE_TIMER = "view_change"
 STATUS_TIMER = "status"
 FETCH_TIMER = "fetch"
 RELAY_TIMER = "relay"
+# The replica's record of its stable checkpoint: (seq, block hash, the quorum of CHECKPOINTs).
+STABLE_RECORD = "stable"
 
 
 @dataclass(slots=True)
@@ -761,7 +763,7 @@ class Replica:
     def _make_stable(self, seq: int, digest: bytes, proof: tuple[Signed, ...]) -> None:
         self.stable_seq, self.stable_digest, self.stable_proof = seq, digest, proof
         wire = (seq, digest, tuple(p.to_wire() for p in proof))
-        self._persist("stable", codec.encode_flat(wire))
+        self._persist(STABLE_RECORD, codec.encode_flat(wire))
         for old in [s for s in self.slots if s <= seq]:
             del self.slots[old]
         for old in sorted(s for s in self.recorded_seqs if s <= seq):
@@ -1121,8 +1123,8 @@ class Replica:
         if "view" in records:
             view, changing, failed = codec.decode(records["view"])
             self.view, self.changing, self.failed_views = view, changing, failed
-        if "stable" in records:
-            seq, digest, proof = codec.decode(records["stable"])
+        if STABLE_RECORD in records:
+            seq, digest, proof = codec.decode(records[STABLE_RECORD])
             self.stable_seq, self.stable_digest = seq, digest
             self.stable_proof = tuple(Signed.from_wire(p) for p in proof)
         if "new_view" in records:
