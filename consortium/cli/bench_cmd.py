@@ -77,6 +77,10 @@ def bench_validator(block_txs: int, runs: int, plot_path: str | None, as_json: b
     )
     table.add_row(f"cold validation, {result.cores} cores", f"{result.cold_tx_per_s:,.0f}")
     table.add_row("warm validation (signatures cached)", f"{result.warm_tx_per_s:,.0f}")
+    table.add_row(
+        "cold / warm with the whole state in memory",
+        f"{result.cold_tx_per_s_state_in_memory:,.0f} / {result.warm_tx_per_s_state_in_memory:,.0f}",
+    )
     table.add_row("cold / raw verify", f"{result.cold_tx_per_s / result.verify_per_s_1core:.2f} x")
     Console().print(table)
 
