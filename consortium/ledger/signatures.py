@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from consortium.budget import CacheBudget, entry_cost
+from consortium.budget import DEFAULT_CACHE_MB, CacheBudget, entry_cost
 from consortium.crypto import verify
 from consortium.ledger.tx import TX_DOMAIN, SignedTransaction
 from consortium.lru import SizedLRU
@@ -58,7 +58,9 @@ class VerifiedCache:
 
     __slots__ = ("_claims", "_entries", "_forged")
 
-    def __init__(self, budget_bytes: int = CacheBudget.of_mb(128).verified_txs) -> None:
+    def __init__(
+        self, budget_bytes: int = CacheBudget.of_mb(DEFAULT_CACHE_MB).verified_txs
+    ) -> None:
         self._entries: SizedLRU[bytes, tuple[SignedTransaction, bytes]] = SizedLRU(
             budget_bytes * 80 // 100
         )
@@ -99,7 +101,3 @@ class VerifiedCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    @property
-    def cached_bytes(self) -> int:
-        return self._entries.current_bytes + self._claims.current_bytes + self._forged.current_bytes
