@@ -35,6 +35,12 @@ MAX_DEPTH = 32
 MAX_FILE_BYTES = 4 * 1024 * 1024
 DEFAULT_BROKER = "mqtt://127.0.0.1:18830"
 DEFAULT_METRICS_PORT = 19100
+SHARED_BROKER_ID = "shared"
+TOPOLOGIES = ("shared", "per_node")
+# `up --broker-per-node` leaves this file in run_dir, so every later command sees that topology.
+TOPOLOGY_FILE = "topology"
+# What a node's entry may add under `brokers: per_node`: its own broker's URL and certificate.
+_NODE_BROKER_FIELDS = ("broker", "broker_tls")
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 NODE_ROLES = frozenset({"bank", "core_enterprise", "collection_agency", "regulator"})
 
@@ -67,6 +73,17 @@ class BrokerTlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """One mosquitto: the one every node shares (id `shared`), or an organisation's own (id: its
+    node's), bridged to the others'. `tls`: the listener's certificate and key, and the CA that
+    everyone (bridges included) checks brokers against."""
+
+    id: str
+    url: str
+    tls: BrokerTlsConfig | None
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkConfig:
     path: Path
     chain_id: str
@@ -88,6 +105,37 @@ class NetworkConfig:
     cache_mb: int = DEFAULT_CACHE_MB
     """What each node's caches may hold in memory, in MiB, shared as `consortium.budget` says;
     the chain itself is on disk, so this (and not the chain's length) bounds a node's memory."""
+    topology: str = "shared"
+    """`shared`: every node and client uses the one broker at `broker_url`. `per_node`: every
+    organisation that runs a node runs its own broker (`node_brokers`), bridged to the others."""
+    node_brokers: tuple[BrokerConfig, ...] = ()
+    generated_tls: bool = False
+    """The brokers' certificates are a local CA's, made under `run_dir/tls` by `up`."""
+
+    @property
+    def per_node_brokers(self) -> bool:
+        return self.topology == "per_node"
+
+    @property
+    def brokers(self) -> tuple[BrokerConfig, ...]:
+        """Every broker of the network: the organisations' own, or the one they share."""
+        if self.per_node_brokers:
+            return self.node_brokers
+        return (BrokerConfig(SHARED_BROKER_ID, self.broker_url, self.broker_tls),)
+
+    def broker_of(self, node_id: str) -> BrokerConfig:
+        """The broker `node_id` connects to: its organisation's own, or the shared one."""
+        if not self.per_node_brokers:
+            return self.brokers[0]
+        return self.broker(node_id)
+
+    def broker(self, broker_id: str) -> BrokerConfig:
+        for candidate in self.brokers:
+            if candidate.id == broker_id:
+                return candidate
+        raise ConfigError(
+            f"no broker {broker_id!r} (brokers: {', '.join(b.id for b in self.brokers)})"
+        )
 
     @property
     def nodes(self) -> tuple[MemberConfig, ...]:
@@ -155,7 +203,7 @@ def _path(value: Any, where: str) -> str:
 
 def _member(raw: Any, where: str, runs_node: bool) -> MemberConfig:
     raw = _typed(raw, dict, where)
-    _known_fields(raw, {"id", "role"}, where)
+    _known_fields(raw, {"id", "role", *(_NODE_BROKER_FIELDS if runs_node else ())}, where)
     member_id = _require(raw, "id", str, where)
     if not _ID_PATTERN.fullmatch(member_id):
         raise ConfigError(f"{where}.id: {member_id!r} must be lowercase letters, digits and '-'")
@@ -214,6 +262,7 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
         "durable",
         "metrics_port",
         "cache_mb",
+        "brokers",
     }
     _known_fields(raw, allowed | {"members", "genesis"}, "nodes.yaml")
     chain_id = _require(raw, "chain_id", str, "nodes.yaml")
@@ -248,21 +297,86 @@ def parse_config(raw: Any, path: Path) -> NetworkConfig:
     # The same check `up` and every connection make, so no command accepts a broker they refuse.
     broker_port = parse_broker_url(broker).port
     tls = _broker_tls(raw.get("broker_tls"), base)
+    run_dir = base / _path(raw.get("run_dir", "run"), "run_dir")
+    topology = _typed(raw.get("brokers", "shared"), str, "brokers")
+    if topology not in TOPOLOGIES:
+        raise ConfigError(f"brokers: {topology!r} is not one of {', '.join(TOPOLOGIES)}")
+    node_brokers: tuple[BrokerConfig, ...] = ()
+    generated_tls = False
+    if topology == "per_node":
+        node_brokers, generated_tls = _node_brokers(nodes_raw, broker, tls, base, run_dir)
+    else:
+        for i, node_raw in enumerate(nodes_raw):
+            for name in _NODE_BROKER_FIELDS:
+                if name in node_raw:
+                    raise ConfigError(
+                        f"nodes[{i}].{name}: a node's own broker needs `brokers: per_node`"
+                    )
     return NetworkConfig(
         path=path,
         chain_id=chain_id,
         keys_dir=base / _path(raw.get("keys_dir", "keys"), "keys_dir"),
         data_dir=base / _path(raw.get("data_dir", "data"), "data_dir"),
-        run_dir=base / _path(raw.get("run_dir", "run"), "run_dir"),
+        run_dir=run_dir,
         broker_url=broker,
         consensus=_consensus(raw.get("consensus")),
         members=tuple(members),
         genesis=genesis,
         broker_tls=tls,
         durable=_typed(raw.get("durable", True), bool, "durable"),
-        metrics_port=_metrics_port(raw.get("metrics_port"), node_count, broker_port),
+        metrics_port=_metrics_port(
+            raw.get("metrics_port"),
+            node_count,
+            {broker_port} | {parse_broker_url(b.url).port for b in node_brokers},
+        ),
         cache_mb=_cache_mb(raw.get("cache_mb")),
+        topology=topology,
+        node_brokers=node_brokers,
+        generated_tls=generated_tls,
     )
+
+
+def _node_brokers(
+    nodes_raw: list[Any], shared_url: str, tls: BrokerTlsConfig | None, base: Path, run_dir: Path
+) -> tuple[tuple[BrokerConfig, ...], bool]:
+    """Every node's own broker: its `broker:` URL, or the shared URL's host on the shared port plus
+    the node's index, over TLS. Certificates come from each node's `broker_tls:` (and the CA from
+    the top level's); with none given anywhere, `up` makes a local CA's under `run_dir/tls`."""
+    shared = parse_broker_url(shared_url)
+    given = any("broker_tls" in raw for raw in nodes_raw) or tls is not None
+    ca = tls.cafile if tls is not None else None
+    if tls is not None and (tls.certfile is not None or tls.keyfile is not None):
+        raise ConfigError(
+            "broker_tls: with `brokers: per_node` give only cafile here; each node's broker_tls"
+            " names its own broker's certfile and keyfile"
+        )
+    brokers = []
+    seen: dict[tuple[str, int], str] = {}
+    for index, raw in enumerate(nodes_raw):
+        node_id, where = raw["id"], f"nodes[{index}]"
+        url = raw.get("broker")
+        if url is None:
+            url = f"mqtts://{shared.host}:{shared.port + index}"
+        endpoint = parse_broker_url(_typed(url, str, f"{where}.broker"))
+        if (endpoint.host, endpoint.port) in seen:
+            raise ConfigError(
+                f"{where}.broker: {endpoint.url} is also {seen[endpoint.host, endpoint.port]}'s"
+            )
+        seen[endpoint.host, endpoint.port] = node_id
+        if given:
+            own = _broker_tls(raw.get("broker_tls"), base)
+            if endpoint.tls and (own is None or own.certfile is None or own.keyfile is None):
+                raise ConfigError(f"{where}.broker_tls: {endpoint.url} needs certfile and keyfile")
+            if own is not None and own.cafile is not None:
+                raise ConfigError(f"{where}.broker_tls.cafile: the CA is the top level's")
+            node_tls = None if own is None else BrokerTlsConfig(own.certfile, own.keyfile, ca)
+        else:
+            local = run_dir / "tls"
+            node_tls = BrokerTlsConfig(
+                local / f"{node_id}.crt", local / f"{node_id}.key", local / "ca.crt"
+            )
+        brokers.append(BrokerConfig(node_id, endpoint.url, node_tls if endpoint.tls else None))
+    return tuple(brokers), not given
 
 
 def _cache_mb(raw: Any) -> int:
@@ -274,8 +388,8 @@ def _cache_mb(raw: Any) -> int:
     return megabytes
 
 
-def _metrics_port(raw: Any, node_count: int, broker_port: int) -> int:
-    """The first of `node_count` consecutive ports, all valid and none the broker's; or 0."""
+def _metrics_port(raw: Any, node_count: int, broker_ports: set[int]) -> int:
+    """The first of `node_count` consecutive ports, all valid and none a broker's; or 0."""
     port = DEFAULT_METRICS_PORT if raw is None else _typed(raw, int, "metrics_port")
     if port == 0:
         return 0
@@ -287,8 +401,11 @@ def _metrics_port(raw: Any, node_count: int, broker_port: int) -> int:
             f"metrics_port: {port} leaves no room for {node_count} ports up to 65535"
             " (0 lets every node take a free port)"
         )
-    if port <= broker_port <= last:
-        raise ConfigError(f"metrics_port: ports {port}-{last} include the broker's {broker_port}")
+    for broker_port in sorted(broker_ports):
+        if port <= broker_port <= last:
+            raise ConfigError(
+                f"metrics_port: ports {port}-{last} include the broker's {broker_port}"
+            )
     return port
 
 
@@ -417,4 +534,27 @@ def load_config(path: str | Path = "nodes.yaml") -> NetworkConfig:
     """Read and check `nodes.yaml`: the one way every command gets its configuration, so whatever
     is wrong with the file, each refuses it with the same one-line `ConfigError`."""
     path = Path(path)
-    return parse_config(_load_yaml(_read_text(path), str(path)), path.resolve())
+    raw = _load_yaml(_read_text(path), str(path))
+    config = parse_config(raw, path.resolve())
+    if config.topology != "per_node" and recorded_topology(config) == "per_node":
+        config = parse_config({**raw, "brokers": "per_node"}, path.resolve())
+    return config
+
+
+def recorded_topology(config: NetworkConfig) -> str | None:
+    """The topology `up --broker-per-node` recorded for the running network, if any."""
+    try:
+        text = (config.run_dir / TOPOLOGY_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text if text in TOPOLOGIES else None
+
+
+def record_topology(config: NetworkConfig, topology: str | None) -> None:
+    """Remember (or, with None, forget) the running network's topology for later commands."""
+    path = config.run_dir / TOPOLOGY_FILE
+    if topology is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(topology + "\n")

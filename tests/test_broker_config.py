@@ -12,7 +12,7 @@ import pytest
 
 from consortium import codec
 from consortium.errors import ConfigError
-from consortium.node import broker
+from consortium.node import broker, local_tls
 from consortium.node.broker import BrokerTls, write_broker_config
 from consortium.transport.credentials import (
     OPERATOR_USERNAME,
@@ -86,7 +86,11 @@ def test_acl_lets_each_login_write_only_its_own_topics(tmp_path: Path) -> None:
         f"topic read {chain}/status/+",
     ]
     assert blocks[client_username("load-0")][0] == f"topic write {chain}/req/load-0"
-    assert blocks[OPERATOR_USERNAME] == [f"topic write {chain}/control/+", f"topic read {chain}/#"]
+    assert blocks[OPERATOR_USERNAME] == [
+        f"topic write {chain}/control/+",
+        f"topic read {chain}/#",
+        "topic read $SYS/broker/connection/+/state",  # bridges' states, for `status`
+    ]
     assert not any(line.startswith("pattern") for lines in blocks.values() for line in lines)
 
 
@@ -144,3 +148,77 @@ def test_reading_credentials_before_the_broker_was_configured_is_a_clear_error(
 ) -> None:
     with pytest.raises(BrokerError, match="consortium up"):
         read_credentials(tmp_path / "run", node_username("bank-a"))
+
+
+def _per_node(tmp_path: Path):
+    from consortium.config import parse_config
+    from tests.brokers import _NODE_ROLES
+
+    raw = {
+        "chain_id": CHAIN_ID,
+        "brokers": "per_node",
+        "broker": "mqtt://127.0.0.1:28830",
+        "nodes": [{"id": n, "role": _NODE_ROLES[n]} for n in NODE_IDS],
+        "members": [{"id": m, "role": "supplier"} for m in MEMBER_IDS],
+    }
+    config = parse_config(raw, tmp_path / "nodes.yaml")
+    local_tls.ensure_local_certificates(config)
+    return config
+
+
+def _write_per_node(config, broker_id: str):
+    tls = broker.configured_tls(config, broker_id)
+    return write_broker_config(config, broker_id=broker_id, tls=tls, load_clients=1)
+
+
+def test_an_organisations_broker_admits_its_own_node_only_and_one_bridge_from_each_other(
+    tmp_path: Path,
+) -> None:
+    config = _per_node(tmp_path)
+    files = _write_per_node(config, "core")
+    assert files.directory == config.run_dir / "brokers" / "core"
+    blocks = _acl_blocks(files.acl_path.read_text())
+    chain = f"c/{CHAIN_ID}"
+    assert [name for name in blocks if name.startswith("node-")] == [node_username("core")]
+    assert client_username("supplier-a") in blocks and OPERATOR_USERNAME in blocks
+    assert blocks["bridge-bank-a-to-core"] == [
+        f"topic write {chain}/pbft/bank-a/#",
+        f"topic write {chain}/commit/bank-a/#",
+        f"topic write {chain}/status/bank-a",
+        f"topic write {chain}/via/bank-a/req/+",
+        f"topic write {chain}/via/bank-a/ask/+",
+        f"topic write {chain}/via/bank-a/control/+",
+    ]
+    assert sorted(n for n in blocks if n.startswith("bridge-")) == [
+        f"bridge-{other}-to-core" for other in sorted(set(NODE_IDS) - {"core"})
+    ]
+
+
+def test_an_organisations_broker_bridges_out_only_what_entered_there(tmp_path: Path) -> None:
+    config = _per_node(tmp_path)
+    for each in config.brokers:
+        _write_per_node(config, each.id)
+    passwords = codec.decode(broker.broker_files(config, "core").credentials_path.read_bytes())[
+        "users"
+    ]
+    text = broker.broker_files(config, "core").config_path.read_text()
+    bridges = text.split("\nconnection ")[1:]
+    assert [b.splitlines()[0] for b in bridges] == [
+        f"bridge-core-to-{other}" for other in NODE_IDS if other != "core"
+    ]
+    chain = f"c/{CHAIN_ID}/"
+    to_bank_a = bridges[0].splitlines()
+    assert "address 127.0.0.1:28830" in to_bank_a
+    assert f"remote_password {passwords['bridge-core-to-bank-a']}" in to_bank_a
+    assert f"bridge_cafile {(config.run_dir / 'tls' / 'ca.crt').resolve()}" in to_bank_a
+    assert "bridge_insecure false" in to_bank_a
+    assert [line for line in to_bank_a if line.startswith("topic ")] == [
+        f"topic pbft/core/# out 0 {chain} {chain}",
+        f"topic commit/core/# out 0 {chain} {chain}",
+        f"topic status/core out 0 {chain} {chain}",
+        f"topic req/+ out 0 {chain} {chain}via/core/",
+        f"topic ask/+ out 0 {chain} {chain}via/core/",
+        f"topic control/+ out 1 {chain} {chain}via/core/",
+    ]
+    # One password per bridge: the bridge from core to bank-a and the one back differ.
+    assert passwords["bridge-core-to-bank-a"] != passwords["bridge-bank-a-to-core"]

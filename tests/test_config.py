@@ -319,3 +319,101 @@ def test_cache_budget_is_one_checked_setting(tmp_path):
         raw["cache_mb"] = bad
         with pytest.raises(ConfigError, match=message):
             parse_config(raw, tmp_path / "nodes.yaml")
+
+
+def test_a_broker_per_organisation_has_its_own_url_and_a_local_ca_unless_told(tmp_path):
+    raw = default_raw() | {"brokers": "per_node"}
+    config = load_config(write(tmp_path, yaml.safe_dump(raw)))
+    assert config.per_node_brokers
+    assert [(b.id, b.url) for b in config.brokers] == [
+        (node_id, f"mqtts://127.0.0.1:{18830 + i}") for i, node_id in enumerate(config.node_ids)
+    ]
+    assert config.broker_of("core").id == "core"
+    assert config.generated_tls
+    tls = config.broker_of("core").tls
+    assert tls is not None
+    assert (tls.certfile, tls.keyfile, tls.cafile) == (
+        config.run_dir / "tls" / "core.crt",
+        config.run_dir / "tls" / "core.key",
+        config.run_dir / "tls" / "ca.crt",
+    )
+    shared = load_config(ROOT / "nodes.yaml")
+    assert [(b.id, b.url) for b in shared.brokers] == [("shared", "mqtt://127.0.0.1:18830")]
+    assert shared.broker_of("core") == shared.brokers[0]
+
+
+def test_organisations_on_their_own_hosts_name_their_broker_and_certificates(tmp_path):
+    raw = default_raw() | {"brokers": "per_node", "broker_tls": {"cafile": "tls/ca.crt"}}
+    for index, node in enumerate(raw["nodes"]):
+        node["broker"] = f"mqtts://10.0.0.{index + 1}:8883"
+        node["broker_tls"] = {"certfile": f"tls/{node['id']}.crt", "keyfile": "tls/own.key"}
+    config = load_config(write(tmp_path, yaml.safe_dump(raw)))
+    assert not config.generated_tls
+    bank_b = config.broker_of("bank-b")
+    assert bank_b.url == "mqtts://10.0.0.2:8883"
+    assert bank_b.tls is not None
+    assert bank_b.tls.certfile == tmp_path / "tls" / "bank-b.crt"
+    assert bank_b.tls.cafile == tmp_path / "tls" / "ca.crt"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda raw: raw.update(brokers="mesh"), "brokers: 'mesh' is not one of shared, per_node"),
+        (
+            lambda raw: raw["nodes"][1].update(broker="mqtts://127.0.0.1:9000"),
+            "nodes[1].broker: a node's own broker needs `brokers: per_node`",
+        ),
+        (
+            lambda raw: (
+                raw.update(brokers="per_node")
+                or raw["nodes"][2].update(broker="mqtts://127.0.0.1:18830")
+            ),
+            "nodes[2].broker: mqtts://127.0.0.1:18830 is also bank-a's",
+        ),
+        (
+            lambda raw: (
+                raw.update(brokers="per_node") or raw["nodes"][0].update(broker="tcp://somewhere")
+            ),
+            "broker: 'tcp://somewhere' is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]",
+        ),
+        (
+            lambda raw: (
+                raw.update(brokers="per_node")
+                or raw["nodes"][0].update(broker_tls={"certfile": "a.crt"})
+            ),
+            "nodes[0].broker_tls: mqtts://127.0.0.1:18830 needs certfile and keyfile",
+        ),
+        (
+            lambda raw: raw.update(brokers="per_node", broker_tls={"certfile": "a.crt"}),
+            "broker_tls: with `brokers: per_node` give only cafile here",
+        ),
+        (
+            lambda raw: (
+                raw.update(brokers="per_node")
+                or raw["members"][0].update(broker="mqtts://127.0.0.1:9000")
+            ),
+            "members[0]: unknown field 'broker'",
+        ),
+        (
+            lambda raw: raw.update(brokers="per_node", metrics_port=18832),
+            "metrics_port: ports 18832-18836 include the broker's 18832",
+        ),
+    ],
+)
+def test_a_bad_broker_topology_is_named_in_one_line(tmp_path, change, message):
+    raw = default_raw()
+    change(raw)
+    assert message in refusal(write(tmp_path, yaml.safe_dump(raw)))
+
+
+def test_up_with_a_broker_per_node_is_remembered_until_down(tmp_path):
+    from consortium.config import record_topology, recorded_topology
+
+    path = write(tmp_path, DEFAULT_TEXT)
+    config = load_config(path)
+    assert not config.per_node_brokers and recorded_topology(config) is None
+    record_topology(config, "per_node")
+    assert load_config(path).per_node_brokers
+    record_topology(config, None)
+    assert not load_config(path).per_node_brokers

@@ -37,6 +37,10 @@ def test_layout_is_the_documented_one() -> None:
         "c/consortium-local/req/+",
         "c/consortium-local/ask/+",
         "c/consortium-local/control/core",
+        # what clients and the operator published at another organisation's broker
+        "c/consortium-local/via/+/req/+",
+        "c/consortium-local/via/+/ask/+",
+        "c/consortium-local/via/+/control/core",
     )
     assert topics.client_subscriptions(CHAIN, "supplier-a") == (
         "c/consortium-local/commit/+",
@@ -92,3 +96,41 @@ def test_names_that_would_change_the_topic_structure_are_refused_when_building()
             topics.pbft_topic(CHAIN, bad)
     with pytest.raises(ConfigError):
         topics.pbft_topic("chain/with/levels", "bank-a")
+
+
+def test_what_a_bridge_carries_on_parses_back_to_the_client_that_published_it() -> None:
+    assert parse_topic(CHAIN, f"c/{CHAIN}/via/core/req/supplier-a") == ParsedTopic(
+        TopicKind.REQUEST, "supplier-a"
+    )
+    assert parse_topic(CHAIN, f"c/{CHAIN}/via/bank-b/ask/load-3") == ParsedTopic(
+        TopicKind.ASK, "load-3"
+    )
+    assert parse_topic(CHAIN, f"c/{CHAIN}/via/bank-b/control/core") == ParsedTopic(
+        TopicKind.CONTROL, "core"
+    )
+    assert topics.via_prefix(CHAIN, "core") == f"c/{CHAIN}/via/core/"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        f"c/{CHAIN}/via/core/pbft/bank-a",  # a node's topics travel as they are, never via
+        f"c/{CHAIN}/via/core/commit/bank-a",
+        f"c/{CHAIN}/via/core/status/bank-a",
+        f"c/{CHAIN}/via/core/req/supplier-a/extra",
+        f"c/{CHAIN}/via/core/req",
+        f"c/{CHAIN}/via/Core!/req/supplier-a",
+        f"c/{CHAIN}/via/core/via/core/req/supplier-a",
+    ],
+)
+def test_anything_else_under_via_is_rejected(topic: str) -> None:
+    with pytest.raises(TopicError):
+        parse_topic(CHAIN, topic)
+
+
+def test_a_bridge_state_names_the_peer_of_this_brokers_bridge_only() -> None:
+    state = "$SYS/broker/connection/bridge-core-to-bank-a/state"
+    assert topics.bridge_state_peer(state, "core") == "bank-a"
+    assert topics.bridge_state_peer(state, "bank-a") is None
+    assert topics.bridge_state_peer("$SYS/broker/connection/other/state", "core") is None
+    assert topics.bridge_state_peer(f"c/{CHAIN}/status/core", "core") is None

@@ -20,8 +20,8 @@ from consortium.client.wallet import Wallet
 from consortium.config import load_config
 from consortium.keys import load_directory, load_keypair
 from consortium.ledger.tx import SignedTransaction
-from consortium.transport import topics
-from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+from consortium.transport import credentials, topics
+from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
 TICK_S = 0.01
 NEVER_MS = 10**12  # the generator measures first tries: it never retransmits
@@ -112,12 +112,9 @@ async def _run(plan: LoadPlan, ready: Any, go: Any) -> LoadReport:
         carry(core.on_message(message.topic, message.payload, int(time.monotonic() * 1000)))
 
     login = ClientLogin.local(config, client_id).login
-    settings = MqttSettings(
-        login.url,
-        login.username,
-        login.password,
+    settings = credentials.mqtt_settings(
+        login,
         (topics.commit_filter(config.chain_id), topics.answer_filter(config.chain_id, client_id)),
-        ca_file=login.ca_file,
     )
     async with MqttTransport(settings, on_message=on_message) as bus:
         await bus.wait_connected(timeout_s=15)

@@ -1,4 +1,5 @@
-"""`consortium broker ...`: the shared broker on its own host, for nodes on several machines."""
+"""`consortium broker ...`: brokers on their own hosts, for nodes on several machines: the shared
+one, or (`brokers: per_node`) each organisation's own, bridged to the others."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import click
 from rich.console import Console
 
 from consortium.cli.common import ConsortiumGroup, config_option
-from consortium.config import load_config
+from consortium.config import NetworkConfig, load_config
 from consortium.node import broker as mqtt_broker
+from consortium.node import local_tls
 from consortium.transport import credentials
 
 
@@ -16,24 +18,47 @@ def broker() -> None:
     """The MQTT broker alone (when nodes run on other hosts)."""
 
 
+id_option = click.option(
+    "--id",
+    "broker_id",
+    default=None,
+    help="Which broker (an organisation's id with `brokers: per_node`); default: all of them.",
+)
+
+
+def _chosen(config: NetworkConfig, broker_id: str | None) -> list[str]:
+    return [config.broker(broker_id).id] if broker_id else [b.id for b in config.brokers]
+
+
 @broker.command("start")
+@id_option
 @config_option
-def broker_start(config_path: str) -> None:
-    """Write the broker's configuration (logins, ACL, TLS from broker_tls:) and start it."""
+def broker_start(broker_id: str | None, config_path: str) -> None:
+    """Write a broker's configuration (logins, ACL, bridges, TLS from broker_tls:) and start it."""
     config = load_config(config_path)
-    files = mqtt_broker.write_broker_config(config, tls=mqtt_broker.configured_tls(config))
-    process = mqtt_broker.start_broker(files)
-    Console(stderr=True).print(
-        f"broker listening on {config.broker_url} (pid {process.pid}); logins in {files.credentials_path}"
-    )
+    local_tls.ensure_local_certificates(config)
+    for each in _chosen(config, broker_id):
+        files = mqtt_broker.write_broker_config(
+            config, broker_id=each, tls=mqtt_broker.configured_tls(config, each)
+        )
+        process = mqtt_broker.start_broker(files)
+        Console(stderr=True).print(
+            f"broker {each} listening on {config.broker(each).url} (pid {process.pid});"
+            f" logins in {files.credentials_path}"
+        )
 
 
 @broker.command("stop")
+@id_option
 @config_option
-def broker_stop(config_path: str) -> None:
-    """Stop the broker started by `broker start` or `up`."""
-    stopped = mqtt_broker.stop_running_broker(load_config(config_path))
-    Console(stderr=True).print("broker stopped" if stopped else "no broker was running")
+def broker_stop(broker_id: str | None, config_path: str) -> None:
+    """Stop a broker started by `broker start` or `up`."""
+    config = load_config(config_path)
+    for each in _chosen(config, broker_id):
+        stopped = mqtt_broker.stop_running_broker(config, each)
+        Console(stderr=True).print(
+            f"broker {each} stopped" if stopped else f"broker {each} was not running"
+        )
 
 
 @broker.command("password")

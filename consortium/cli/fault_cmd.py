@@ -12,7 +12,7 @@ from consortium.cli.common import ConsortiumGroup, config_option
 from consortium.client.operator import send_control
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import ConfigError
-from consortium.node import supervisor
+from consortium.node import broker, supervisor
 from consortium.node.faults import MAX_DELAY_MS, delay_message, heal_message, partition_message
 
 err = Console(stderr=True)
@@ -20,8 +20,8 @@ err = Console(stderr=True)
 
 @click.group(cls=ConsortiumGroup)
 def fault() -> None:
-    """Faults on the live network: processes (kill, restart, pause, resume) and, through each
-    node's transport, partitions and delays (all nodes share one broker)."""
+    """Faults on the live network: processes (kill, restart, pause, resume; of a broker too, with
+    --broker) and, through each node's transport, partitions and delays."""
 
 
 def _node(config: NetworkConfig, node_id: str) -> str:
@@ -35,13 +35,29 @@ def _running(config: NetworkConfig, node_id: str) -> None:
         raise ConfigError(f"node {node_id} is not running")
 
 
+broker_option = click.option(
+    "--broker",
+    "on_broker",
+    is_flag=True,
+    help="ID names a broker (as `status` lists them: an organisation's, or `shared`).",
+)
+
+
 @fault.command("kill")
-@click.argument("node_id")
+@click.argument("node_id", metavar="ID")
+@broker_option
 @config_option
-def fault_kill(node_id: str, config_path: str) -> None:
+def fault_kill(node_id: str, on_broker: bool, config_path: str) -> None:
     """SIGKILL a node: no goodbye, its disk stays as it was. Its supervisor stops too, so it stays
-    down until `fault restart`."""
+    down until `fault restart`. With --broker, SIGKILL that broker: everyone connected to it loses
+    it (clients move to another broker; its organisation's node is cut off)."""
     config = load_config(config_path)
+    if on_broker:
+        config.broker(node_id)
+        if not broker.stop_running_broker(config, node_id, kill=True):
+            raise ConfigError(f"broker {node_id} is not running")
+        err.print(f"killed broker {node_id}; `consortium fault restart {node_id} --broker`")
+        return
     _node(config, node_id)
     if supervisor.supervisor_pid(config, node_id) is None:
         _running(config, node_id)
@@ -50,12 +66,23 @@ def fault_kill(node_id: str, config_path: str) -> None:
 
 
 @fault.command("restart")
-@click.argument("node_id")
+@click.argument("node_id", metavar="ID")
+@broker_option
 @config_option
-def fault_restart(node_id: str, config_path: str) -> None:
+def fault_restart(node_id: str, on_broker: bool, config_path: str) -> None:
     """Start a node again under a new supervisor (killing it first if it runs, lifting a `fault
-    kill`); it resumes from its store and catches up."""
+    kill`); it resumes from its store and catches up. With --broker, (re)start that broker; its
+    bridges and everyone's connections come back by themselves."""
     config = load_config(config_path)
+    if on_broker:
+        config.broker(node_id)
+        broker.stop_running_broker(config, node_id, kill=True)
+        files = broker.write_broker_config(
+            config, broker_id=node_id, tls=broker.configured_tls(config, node_id)
+        )
+        process = broker.start_broker(files)
+        err.print(f"restarted broker {node_id} (pid {process.pid})")
+        return
     _node(config, node_id)
     supervisor.stop_node(config, node_id, kill=True)
     process = supervisor.spawn_node(config, node_id)

@@ -16,10 +16,10 @@ from rich.table import Table
 
 from consortium.cli.common import ConsortiumGroup, config_option, json_option, load, print_json
 from consortium.cli.explorer_cmd import explorer_url
-from consortium.client.watch import StatusWatcher, collect_statuses
-from consortium.config import NetworkConfig, load_config
+from consortium.client.watch import StatusWatcher, collect_statuses, probe_brokers
+from consortium.config import NetworkConfig, load_config, record_topology
 from consortium.errors import ConfigError
-from consortium.node import supervisor
+from consortium.node import broker, supervisor
 from consortium.node.process import Node
 from consortium.transport import credentials
 
@@ -55,7 +55,9 @@ def node_run(node_id: str, config_path: str, broker_url: str | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {node_id} %(levelname)s %(message)s"
     )
-    login = credentials.broker_login(config, credentials.node_username(node_id), broker_url)
+    login = credentials.broker_login(
+        config, credentials.node_username(node_id), broker_url, node_id=node_id
+    )
     node_main = Node(config, keys, node_id, login).run
     profile_dir = os.environ.get("CONSORTIUM_PROFILE")
     if profile_dir:
@@ -184,12 +186,54 @@ def status(config_path: str, as_json: bool) -> None:
     """One row per node: process, view, primary, height, head hash, throughput, rejections, and
     how often its supervisor restarted it and why it last exited."""
     config = load_config(config_path)
-    statuses = asyncio.run(collect_statuses(config))
+
+    async def collect() -> tuple[dict[str, dict[str, Any]], list[dict]]:
+        brokers = await probe_brokers(config)
+        return await collect_statuses(config), _broker_rows(config, brokers)
+
+    statuses, broker_rows = asyncio.run(collect())
     rows = _rows(config, statuses, {n: 0.0 for n in statuses})
     if as_json:
-        print_json({"nodes": rows})
+        print_json({"nodes": rows, "brokers": broker_rows})
     else:
         Console().print(_table(rows))
+        Console().print(_broker_table(broker_rows))
+
+
+def _broker_rows(
+    config: NetworkConfig, probed: dict[str, tuple[bool, dict[str, bool]]]
+) -> list[dict]:
+    rows = []
+    for each in config.brokers:
+        alive, bridges = probed[each.id]
+        rows.append(
+            {
+                "id": each.id,
+                "url": each.url,
+                "pid": broker.running_broker_pid(config, each.id),
+                "alive": alive,
+                "bridges": bridges,
+            }
+        )
+    return rows
+
+
+def _broker_table(rows: list[dict]) -> Table:
+    table = Table(title="brokers", header_style="bold")
+    for column in ("broker", "url", "pid", "alive", "bridges up"):
+        table.add_column(column, justify="right" if column == "pid" else "left")
+    for row in rows:
+        up = [peer for peer, state in row["bridges"].items() if state]
+        down = [peer for peer, state in row["bridges"].items() if not state]
+        bridges = ", ".join(up) + (f" [red](down: {', '.join(down)})[/red]" if down else "")
+        table.add_row(
+            row["id"],
+            row["url"],
+            str(row["pid"] or "-"),
+            "[green]yes[/green]" if row["alive"] else "[red]no[/red]",
+            bridges or "-",
+        )
+    return table
 
 
 async def _dashboard(config: NetworkConfig) -> None:
@@ -204,15 +248,31 @@ async def _dashboard(config: NetworkConfig) -> None:
 @click.command()
 @config_option
 @click.option("--detach", is_flag=True, help="Start and return; stop later with `consortium down`.")
-def up(config_path: str, detach: bool) -> None:
-    """Start the broker and one OS process per node, each under a supervisor that restarts it
-    (with backoff) when it exits on its own; in the foreground, a live dashboard until Ctrl-C."""
+@click.option(
+    "--broker-per-node",
+    is_flag=True,
+    help="Every organisation that runs a node runs its own broker, bridged to the others over TLS"
+    " (as `brokers: per_node` in nodes.yaml); remembered until `consortium down`.",
+)
+def up(config_path: str, detach: bool, broker_per_node: bool) -> None:
+    """Start the broker (or one per organisation, bridged) and one OS process per node, each under
+    a supervisor that restarts it (with backoff) when it exits on its own; in the foreground, a
+    live dashboard until Ctrl-C."""
     config = load_config(config_path)
-    started = supervisor.start_network(config)
+    if broker_per_node and not config.per_node_brokers:
+        _refuse_if_running(config)
+        record_topology(config, "per_node")
+        config = load_config(config_path)
+    try:
+        started = supervisor.start_network(config)
+    except BaseException:
+        if broker_per_node:
+            record_topology(config, None)
+        raise
     err = Console(stderr=True)
+    brokers = ", ".join(f"{b.id} {b.url}" for b in config.brokers)
     err.print(
-        f"broker on {config.broker_url}; nodes: "
-        + ", ".join(f"{p.node_id} (pid {p.pid})" for p in started)
+        f"brokers: {brokers}; nodes: " + ", ".join(f"{p.node_id} (pid {p.pid})" for p in started)
     )
     err.print(f"explorer: `consortium explorer` serves {explorer_url()}")
     if detach:
@@ -227,17 +287,34 @@ def up(config_path: str, detach: bool) -> None:
         pass
     finally:
         err.print("stopping...")
-        supervisor.stop_network(config)
+        _stop(config)
         err.print("stopped")
+
+
+def _refuse_if_running(config: NetworkConfig) -> None:
+    running = [n for n in config.node_ids if supervisor.node_pid(config, n) is not None]
+    if running or any(broker.running_broker_pid(config, b.id) for b in config.brokers):
+        raise ConfigError(
+            "the network is running with a shared broker: `consortium down` first, then"
+            " `consortium up --broker-per-node`"
+        )
+
+
+def _stop(config: NetworkConfig) -> list[str]:
+    """Stop nodes and brokers, and forget a topology `up --broker-per-node` recorded."""
+    stopped = supervisor.stop_network(config)
+    record_topology(config, None)
+    return stopped
 
 
 @click.command()
 @config_option
 def down(config_path: str) -> None:
-    """Stop what `up --detach` started: supervisors, nodes and the broker."""
+    """Stop what `up --detach` started: supervisors, nodes and the brokers."""
     config = load_config(config_path)
-    stopped = supervisor.stop_network(config)
-    Console(stderr=True).print(f"stopped {len(stopped)} nodes and the broker")
+    stopped = _stop(config)
+    brokers = "the broker" if len(config.brokers) == 1 else f"{len(config.brokers)} brokers"
+    Console(stderr=True).print(f"stopped {len(stopped)} nodes and {brokers}")
 
 
 @click.command()

@@ -19,7 +19,7 @@ from consortium.keys import KeyDirectory
 from consortium.ledger.tx import SignedTransaction
 from consortium.transport import credentials, topics
 from consortium.transport.credentials import BrokerLogin
-from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
 __all__ = ["MAX_BATCH", "ChainClient", "ClientLogin", "Outcome", "Unknown"]
 
@@ -33,9 +33,10 @@ class ClientLogin:
 
     @staticmethod
     def local(config: NetworkConfig, client_id: str) -> ClientLogin:
-        return ClientLogin(
-            client_id, credentials.broker_login(config, credentials.client_username(client_id))
-        )
+        index = credentials.load_client_index(client_id)  # load generators spread over brokers
+        home = client_id if index is None else index
+        login = credentials.broker_login(config, credentials.client_username(client_id), home=home)
+        return ClientLogin(client_id, login)
 
 
 class ChainClient:
@@ -57,15 +58,12 @@ class ChainClient:
         self.refusals: dict[bytes, int] = {}  # tx id -> times f+1 nodes refused it, overloaded
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
-        settings = MqttSettings(
-            login.login.url,
-            login.login.username,
-            login.login.password,
+        settings = credentials.mqtt_settings(
+            login.login,
             (
                 topics.commit_filter(config.chain_id),
                 topics.answer_filter(config.chain_id, login.client_id),
             ),
-            ca_file=login.login.ca_file,
         )
         self.transport = MqttTransport(settings, on_message=self._on_message)
 

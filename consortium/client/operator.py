@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from consortium.config import NetworkConfig
 from consortium.transport import credentials, topics
-from consortium.transport.mqtt import MqttSettings, MqttTransport
+from consortium.transport.mqtt import MqttTransport
 
 
 async def send_control(config: NetworkConfig, messages: dict[str, bytes]) -> None:
     """Publish one control message per node (QoS 1) and wait until the broker has them."""
-    login = credentials.read_credentials(config.run_dir, credentials.OPERATOR_USERNAME)
-    settings = MqttSettings(
-        config.broker_url, login.username, login.password, ca_file=credentials.ca_file(config)
-    )
-    async with MqttTransport(settings) as transport:
+    login = credentials.broker_login(config, credentials.OPERATOR_USERNAME)
+    async with MqttTransport(credentials.mqtt_settings(login)) as transport:
         await transport.wait_connected(timeout_s=10)
         for node_id, payload in messages.items():
             transport.publish(topics.control_topic(config.chain_id, node_id), payload, qos=1)

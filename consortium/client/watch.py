@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -10,7 +11,7 @@ from consortium.config import NetworkConfig
 from consortium.errors import RemoteError
 from consortium.notices import decode_status
 from consortium.transport import credentials, topics
-from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+from consortium.transport.mqtt import IncomingMessage, MqttTransport, TransportError
 
 
 class StatusWatcher:
@@ -20,14 +21,8 @@ class StatusWatcher:
         self.config = config
         self.latest: dict[str, dict[str, Any]] = {}
         self.seen_at: dict[str, float] = {}
-        login = credentials.read_credentials(config.run_dir, credentials.OPERATOR_USERNAME)
-        settings = MqttSettings(
-            config.broker_url,
-            login.username,
-            login.password,
-            (topics.status_filter(config.chain_id),),
-            ca_file=credentials.ca_file(config),
-        )
+        login = credentials.broker_login(config, credentials.OPERATOR_USERNAME)
+        settings = credentials.mqtt_settings(login, (topics.status_filter(config.chain_id),))
         self.transport = MqttTransport(settings, on_message=self._on_message)
 
     def _on_message(self, message: IncomingMessage) -> None:
@@ -51,6 +46,38 @@ class StatusWatcher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.transport.close()
+
+
+async def probe_broker(
+    config: NetworkConfig, broker_id: str, wait_s: float = 0.4
+) -> tuple[bool, dict[str, bool]]:
+    """Whether broker `broker_id` lets the operator in, and the state of each of its bridges
+    (peer broker -> up), as mosquitto reports it."""
+    login = credentials.broker_login(config, credentials.OPERATOR_USERNAME)
+    login = dataclasses.replace(login, url=config.broker(broker_id).url, fallback_urls=())
+    bridges: dict[str, bool] = {}
+
+    def on_message(message: IncomingMessage) -> None:
+        peer = topics.bridge_state_peer(message.topic, broker_id)
+        if peer is not None:
+            bridges[peer] = message.payload.strip() == b"1"
+
+    settings = credentials.mqtt_settings(
+        login, (topics.BRIDGE_STATE_FILTER,), connect_timeout_s=1.0
+    )
+    async with MqttTransport(settings, on_message=on_message) as transport:
+        try:
+            await transport.wait_connected(timeout_s=1.5)
+        except TransportError:
+            return False, {}
+        await asyncio.sleep(wait_s)
+    return True, dict(sorted(bridges.items()))
+
+
+async def probe_brokers(config: NetworkConfig) -> dict[str, tuple[bool, dict[str, bool]]]:
+    """`probe_broker` of every broker of the network, at once."""
+    results = await asyncio.gather(*(probe_broker(config, b.id) for b in config.brokers))
+    return {b.id: result for b, result in zip(config.brokers, results, strict=True)}
 
 
 async def collect_statuses(config: NetworkConfig, wait_s: float = 1.0) -> dict[str, dict[str, Any]]:

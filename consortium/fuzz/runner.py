@@ -41,7 +41,7 @@ from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import store_path
 from consortium.ledger.store import Store
 from consortium.transport import credentials, topics
-from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
 Progress = Callable[[str], None]
 TICK_S = 0.01
@@ -201,15 +201,6 @@ def _deltas(
     return out
 
 
-def _settings_for(
-    config: NetworkConfig, username: str, subscriptions: tuple[str, ...]
-) -> MqttSettings:
-    login = credentials.broker_login(config, username)
-    return MqttSettings(
-        login.url, login.username, login.password, subscriptions, ca_file=login.ca_file
-    )
-
-
 class _Fuzzing:
     """The concurrent parts of one run, sharing the report."""
 
@@ -352,14 +343,17 @@ async def run_fuzz(
         signers = {m: load_keypair(config, m, "member") for m in background}
         workload = AckWorkload(config, keys, signers, BACKGROUND_CLIENTS)
         working = asyncio.create_task(workload.run())
+        node_login = credentials.broker_login(
+            config, credentials.node_username(victim), node_id=victim
+        )
         attacker = MqttTransport(
-            _settings_for(
-                config, credentials.node_username(victim), (f"c/{config.chain_id}/pbft/#",)
-            ),
+            credentials.mqtt_settings(node_login, (f"c/{config.chain_id}/pbft/#",)),
             on_message=run.overhear,
         )
         hostile = MqttTransport(
-            _settings_for(config, credentials.client_username(HOSTILE_CLIENT), ())
+            credentials.mqtt_settings(
+                credentials.broker_login(config, credentials.client_username(HOSTILE_CLIENT))
+            )
         )
         say(
             f"fuzz seed {settings.seed}: {settings.duration_s:g} s as node {victim}"

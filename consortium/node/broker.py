@@ -1,6 +1,8 @@
 """Our own mosquitto: its configuration, logins and ACL, and its lifetime as a subprocess.
 
-Everything lives in `<run_dir>/broker/`:
+The shared broker lives in `<run_dir>/broker/`; with a broker per organisation (`brokers:
+per_node`), organisation X's lives in `<run_dir>/brokers/X/`, and the logins' passwords of all
+of them stay in `<run_dir>/broker/credentials`. The files:
 
 - `mosquitto.conf`: one listener on the host and port of `broker_url`, anonymous logins refused.
 - `passwords`: mosquitto's `$7$` PBKDF2-SHA512 hashes, one login per node (`node-<id>`), per member
@@ -15,6 +17,15 @@ Everything lives in `<run_dir>/broker/`:
 - `credentials`: the plain passwords (msgpack map `users: {username: password}`, mode 0600). They are
   random, made once and reused, so restarting the broker or a node keeps every login valid.
 - `mosquitto.log`, `mosquitto.pid`: the running broker.
+
+A broker per organisation: X's broker admits X's node only (no other node can log in there), every
+client and the operator (so a client can fail over to any broker), and one bridge login from every
+other organisation's broker. X's mosquitto.conf opens a bridge to every other broker (full mesh,
+over TLS, `bridge-X-to-Y` with its own password), which carries out only what entered at X (see
+`consortium.transport.topics`): X's node topics as they are, and what clients and the operator
+published at X under `via/X/`. The ACL lets Y's bridge publish nothing else at X. Each bridge's
+state is published on X's broker, retained, at `$SYS/broker/connection/bridge-X-to-Y/state` (1 up,
+0 down): the operator's login may read it.
 
 TLS: for an `mqtts://` broker URL pass `BrokerTls(certfile, keyfile, cafile)` to
 `write_broker_config`; the listener then speaks TLS only (v1.2 or later). With `cafile` and
@@ -42,12 +53,13 @@ from pathlib import Path
 
 from consortium import codec
 from consortium.codec import MAX_MESSAGE_BYTES
-from consortium.config import NetworkConfig
+from consortium.config import BrokerConfig, NetworkConfig
 from consortium.errors import ConfigError
 from consortium.transport import topics
 from consortium.transport.credentials import (
     OPERATOR_USERNAME,
     BrokerError,
+    bridge_username,
     broker_dir,
     client_username,
     load_client_id,
@@ -62,6 +74,10 @@ PACKET_OVERHEAD_BYTES = 64 * 1024
 MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
 MAX_INFLIGHT_MESSAGES = 1000
+# A bridge pings an idle remote every 5 s (mosquitto's minimum) and, once it lost it, tries again
+# after 1 s, backing off to 5 s: a restarted broker is back in the mesh within seconds.
+BRIDGE_KEEPALIVE_S = 5
+BRIDGE_RESTART_S = (1, 5)
 # mosquitto_passwd's own defaults; the passwords are 192 random bits, so stretching adds little.
 _PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
@@ -85,10 +101,12 @@ class BrokerTls:
 
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
-    """Where one network's broker keeps its configuration and runtime files."""
+    """Where one broker keeps its configuration and runtime files."""
 
     directory: Path
     endpoint: BrokerEndpoint
+    credentials_path: Path
+    """Every login's password, for all of the network's brokers."""
 
     @property
     def config_path(self) -> Path:
@@ -101,10 +119,6 @@ class BrokerFiles:
     @property
     def acl_path(self) -> Path:
         return self.directory / "acl"
-
-    @property
-    def credentials_path(self) -> Path:
-        return self.directory / "credentials"
 
     @property
     def log_path(self) -> Path:
@@ -130,8 +144,12 @@ class BrokerProcess:
         return self.popen.poll() is None
 
 
-def broker_files(config: NetworkConfig) -> BrokerFiles:
-    return BrokerFiles(broker_dir(config.run_dir), parse_broker_url(config.broker_url))
+def broker_files(config: NetworkConfig, broker_id: str | None = None) -> BrokerFiles:
+    """The files of broker `broker_id` (default: the first, the shared one if there is one)."""
+    broker = config.broker(broker_id) if broker_id is not None else config.brokers[0]
+    shared = broker_dir(config.run_dir)
+    directory = config.run_dir / "brokers" / broker.id if config.per_node_brokers else shared
+    return BrokerFiles(directory, parse_broker_url(broker.url), shared / "credentials")
 
 
 # --- logins and ACL --------------------------------------------------------------------------
@@ -143,9 +161,11 @@ class _Login:
     acl: tuple[str, ...]
 
 
-def _logins(config: NetworkConfig, load_clients: int) -> tuple[_Login, ...]:
+def _logins(config: NetworkConfig, broker: BrokerConfig, load_clients: int) -> tuple[_Login, ...]:
+    """Who may log in to `broker` and what each may publish and read."""
     chain = config.chain_id
     everything = topics.chain_filter(chain)
+    own_nodes = (broker.id,) if config.per_node_brokers else config.node_ids
     logins = [
         _Login(
             node_username(node_id),
@@ -156,7 +176,7 @@ def _logins(config: NetworkConfig, load_clients: int) -> tuple[_Login, ...]:
                 f"topic read {everything}",
             ),
         )
-        for node_id in config.node_ids
+        for node_id in own_nodes
     ]
     member_ids = [m.id for m in config.members]
     load_ids = [load_client_id(i) for i in range(load_clients)]
@@ -179,10 +199,47 @@ def _logins(config: NetworkConfig, load_clients: int) -> tuple[_Login, ...]:
     logins.append(
         _Login(
             OPERATOR_USERNAME,
-            (f"topic write {topics.control_filter(chain)}", f"topic read {everything}"),
+            (
+                f"topic write {topics.control_filter(chain)}",
+                f"topic read {everything}",
+                f"topic read {topics.BRIDGE_STATE_FILTER}",
+            ),
         )
     )
+    if config.per_node_brokers:
+        logins += [
+            _Login(bridge_username(other.id, broker.id), _bridged_in(chain, other.id))
+            for other in config.brokers
+            if other.id != broker.id
+        ]
     return tuple(logins)
+
+
+def _bridged_out(chain: str, broker_id: str) -> tuple[tuple[str, int, str], ...]:
+    """What `broker_id`'s bridges carry out, as (pattern, QoS, remote prefix) under the chain's
+    root: its node's own topics unchanged, what clients published there under `via/`."""
+    root = topics.chain_filter(chain).removesuffix("#")
+    own = (
+        topics.pbft_topic(chain, broker_id) + "/#",
+        topics.commit_topic(chain, broker_id) + "/#",
+        topics.status_topic(chain, broker_id),
+    )
+    from_clients = tuple(f"{kind}/+" for kind in topics.BRIDGED_FROM_CLIENTS)
+    qos = {str(topics.TopicKind.CONTROL) + "/+": 1}  # the operator publishes control at QoS 1
+    return (
+        *((topic.removeprefix(root), 0, root) for topic in own),
+        *(
+            (pattern, qos.get(pattern, 0), topics.via_prefix(chain, broker_id))
+            for pattern in from_clients
+        ),
+    )
+
+
+def _bridged_in(chain: str, source_id: str) -> tuple[str, ...]:
+    """The ACL of `source_id`'s bridge at another broker: exactly what that bridge carries out."""
+    return tuple(
+        f"topic write {prefix}{pattern}" for pattern, _, prefix in _bridged_out(chain, source_id)
+    )
 
 
 def _password_hash(password: str) -> str:
@@ -200,7 +257,7 @@ def _password_hash(password: str) -> str:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write atomically with mode 0600 from the first byte, so no secret is ever world-readable."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -223,7 +280,7 @@ def _ensure_passwords(path: Path, usernames: list[str]) -> dict[str, str]:
     for name in missing:
         passwords[name] = secrets.token_urlsafe(_PASSWORD_BYTES)
     if missing or not path.exists():
-        _write_private(path, codec.encode({"users": passwords, "version": _CREDENTIALS_VERSION}))
+        write_private(path, codec.encode({"users": passwords, "version": _CREDENTIALS_VERSION}))
     elif path.stat().st_mode & 0o077:
         path.chmod(0o600)  # a copied file may have lost its mode
     return passwords
@@ -264,7 +321,47 @@ def _listener_lines(endpoint: BrokerEndpoint, tls: BrokerTls | None) -> list[str
     return lines
 
 
-def _mosquitto_conf(files: BrokerFiles, tls: BrokerTls | None) -> str:
+def _bridge_lines(
+    config: NetworkConfig, broker: BrokerConfig, passwords: dict[str, str]
+) -> list[str]:
+    """One bridge to every other organisation's broker (see the module docstring)."""
+    root = topics.chain_filter(config.chain_id).removesuffix("#")
+    ca = broker.tls.cafile if broker.tls is not None else None
+    lines: list[str] = []
+    for other in config.brokers:
+        if other.id == broker.id:
+            continue
+        name = bridge_username(broker.id, other.id)
+        remote = parse_broker_url(other.url)
+        lines += [
+            "",
+            f"connection {name}",
+            f"address {remote.host}:{remote.port}",
+            "bridge_protocol_version mqttv311",
+            "try_private true",
+            "cleansession true",
+            "notifications true",
+            "notifications_local_only true",
+            f"keepalive_interval {BRIDGE_KEEPALIVE_S}",
+            "restart_timeout {} {}".format(*BRIDGE_RESTART_S),
+            f"remote_clientid {name}",
+            f"remote_username {name}",
+            f"remote_password {passwords[name]}",
+        ]
+        if remote.tls:
+            lines += [
+                f"bridge_cafile {_config_path_value(ca)}" if ca else "bridge_capath /etc/ssl/certs",
+                "bridge_tls_version tlsv1.2",
+                "bridge_insecure false",
+            ]
+        lines += [
+            f"topic {pattern} out {qos} {root} {prefix}"
+            for pattern, qos, prefix in _bridged_out(config.chain_id, broker.id)
+        ]
+    return lines
+
+
+def _mosquitto_conf(files: BrokerFiles, tls: BrokerTls | None, bridges: list[str]) -> str:
     lines = [
         "# Generated by consortium; rewritten on every start, edit nodes.yaml instead.",
         "per_listener_settings false",
@@ -292,28 +389,41 @@ def _mosquitto_conf(files: BrokerFiles, tls: BrokerTls | None) -> str:
         # As root mosquitto would switch to the `mosquitto` user, who cannot read our 0600 files.
         lines.append(f"user {pwd.getpwuid(os.geteuid()).pw_name}")
     lines += _listener_lines(files.endpoint, tls)
-    return "\n".join(lines) + "\n"
+    # Bridges last: every line after `connection` belongs to that bridge.
+    return "\n".join(lines + bridges) + "\n"
 
 
 def write_broker_config(
     config: NetworkConfig,
     *,
+    broker_id: str | None = None,
     tls: BrokerTls | None = None,
     load_clients: int = DEFAULT_LOAD_CLIENTS,
 ) -> BrokerFiles:
-    """Write (or refresh) the broker's configuration, logins and ACL; passwords are kept."""
-    files = broker_files(config)
+    """Write (or refresh) a broker's configuration, logins, ACL and bridges; passwords are kept.
+    `broker_id`: which one (default: the first, the shared one if there is one)."""
+    broker = config.broker(broker_id) if broker_id is not None else config.brokers[0]
+    files = broker_files(config, broker.id)
     files.directory.mkdir(parents=True, exist_ok=True)
-    logins = _logins(config, load_clients)
-    passwords = _ensure_passwords(files.credentials_path, [login.username for login in logins])
+    files.credentials_path.parent.mkdir(parents=True, exist_ok=True)
+    logins = _logins(config, broker, load_clients)
+    outgoing = [
+        bridge_username(broker.id, other.id)
+        for other in config.brokers
+        if config.per_node_brokers and other.id != broker.id
+    ]
+    passwords = _ensure_passwords(
+        files.credentials_path, [login.username for login in logins] + outgoing
+    )
     password_lines = [
         f"{login.username}:{_password_hash(passwords[login.username])}" for login in logins
     ]
-    _write_private(files.password_path, ("\n".join(password_lines) + "\n").encode())
+    write_private(files.password_path, ("\n".join(password_lines) + "\n").encode())
     acl_blocks = ["\n".join((f"user {login.username}", *login.acl)) for login in logins]
     acl_text = "# Generated by consortium: who may publish and read what.\n\n"
-    _write_private(files.acl_path, (acl_text + "\n\n".join(acl_blocks) + "\n").encode())
-    _write_private(files.config_path, _mosquitto_conf(files, tls).encode())
+    write_private(files.acl_path, (acl_text + "\n\n".join(acl_blocks) + "\n").encode())
+    bridges = _bridge_lines(config, broker, passwords) if config.per_node_brokers else []
+    write_private(files.config_path, _mosquitto_conf(files, tls, bridges).encode())
     return files
 
 
@@ -403,9 +513,9 @@ def _exchange_connect(connection: socket.socket) -> bool:
     return answer[:2] == b"\x20\x02"
 
 
-def running_broker_pid(config: NetworkConfig) -> int | None:
-    """The pid of the mosquitto started for this network, if it is still running."""
-    return _running_pid(broker_files(config))
+def running_broker_pid(config: NetworkConfig, broker_id: str | None = None) -> int | None:
+    """The pid of a mosquitto started for this network, if it is still running."""
+    return _running_pid(broker_files(config, broker_id))
 
 
 def _running_pid(files: BrokerFiles) -> int | None:
@@ -495,13 +605,20 @@ def stop_broker(process: BrokerProcess, *, timeout_s: float = 5.0) -> None:
     _remove_pid_file(process.files.pid_path, process.pid)
 
 
-def stop_running_broker(config: NetworkConfig, *, timeout_s: float = 5.0) -> bool:
-    """Stop the broker another process started for this network (`consortium down`).
+def stop_running_broker(
+    config: NetworkConfig,
+    broker_id: str | None = None,
+    *,
+    timeout_s: float = 5.0,
+    kill: bool = False,
+) -> bool:
+    """Stop a broker another process started for this network (`consortium down`); with `kill`,
+    SIGKILL at once (a crash).
 
     Returns whether one was running. The pid file is trusted only if that pid is a mosquitto
     running this network's configuration, since pids get reused.
     """
-    files = broker_files(config)
+    files = broker_files(config, broker_id)
     pid = _running_pid(files)
     pid_path = files.pid_path
     if pid is None:
@@ -509,7 +626,7 @@ def stop_running_broker(config: NetworkConfig, *, timeout_s: float = 5.0) -> boo
             pid_path.unlink()
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while process_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -545,9 +662,11 @@ def _remove_pid_file(pid_path: Path, pid: int) -> None:
 # --- TLS from nodes.yaml -------------------------------------------------------------------------
 
 
-def configured_tls(config: NetworkConfig) -> BrokerTls | None:
-    """The broker listener's certificates from `broker_tls:` in nodes.yaml, for `mqtts://`."""
-    tls = config.broker_tls
+def configured_tls(config: NetworkConfig, broker_id: str | None = None) -> BrokerTls | None:
+    """A broker listener's certificates from nodes.yaml (`broker_tls:`, or with a broker per
+    organisation the node's own), for `mqtts://`."""
+    broker = config.broker(broker_id) if broker_id is not None else config.brokers[0]
+    tls = broker.tls
     if tls is None or tls.certfile is None or tls.keyfile is None:
         return None
     return BrokerTls(tls.certfile, tls.keyfile, tls.cafile)

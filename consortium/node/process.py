@@ -29,9 +29,9 @@ from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
 from consortium.node.metrics import NodeMetrics, TimedStore
 from consortium.notices import encode_status
-from consortium.transport import topics
+from consortium.transport import credentials, topics
 from consortium.transport.credentials import BrokerLogin
-from consortium.transport.mqtt import IncomingMessage, MqttSettings, MqttTransport
+from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
 log = logging.getLogger("consortium.node")
 
@@ -177,13 +177,10 @@ class Node:
         url = self.metrics.serve(self.config.metrics_port_of(self.node_id))
         if url is not None:
             log.info("%s serves metrics on %s", self.node_id, url)
-        settings = MqttSettings(
-            self.login.url,
-            self.login.username,
-            self.login.password,
+        settings = credentials.mqtt_settings(
+            self.login,
             topics.node_subscriptions(self.config.chain_id, self.node_id),
             client_id=self.login.username,
-            ca_file=self.login.ca_file,
         )
         self.transport = MqttTransport(settings, on_message=self.on_message)
         async with self.transport:

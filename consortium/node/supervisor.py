@@ -44,7 +44,7 @@ from typing import Any
 from consortium.config import NetworkConfig, load_config
 from consortium.errors import ConfigError
 from consortium.keys import init_keys, key_path, load_directory
-from consortium.node import broker
+from consortium.node import broker, local_tls
 
 log = logging.getLogger("consortium.supervisor")
 
@@ -568,12 +568,29 @@ def stop_node(
     return True
 
 
+def start_brokers(config: NetworkConfig) -> list[broker.BrokerProcess]:
+    """Configure and start every broker of the network (one, or one per organisation, bridged);
+    if one cannot start, stop those already started."""
+    local_tls.ensure_local_certificates(config)
+    started: list[broker.BrokerProcess] = []
+    try:
+        for each in config.brokers:
+            files = broker.write_broker_config(
+                config, broker_id=each.id, tls=broker.configured_tls(config, each.id)
+            )
+            started.append(broker.start_broker(files))
+    except BaseException:
+        for process in started:
+            broker.stop_broker(process)
+        raise
+    return started
+
+
 def start_network(config: NetworkConfig) -> list[NodeProcess]:
-    """Keys if missing, broker configuration, broker, then every node under its supervisor
-    (restart counts start again from zero)."""
+    """Keys if missing, the brokers' configuration, the brokers, then every node under its
+    supervisor (restart counts start again from zero)."""
     ensure_keys(config)
-    files = broker.write_broker_config(config, tls=broker.configured_tls(config))
-    broker.start_broker(files)
+    start_brokers(config)
     for node_id in config.node_ids:
         if node_pid(config, node_id) is None and supervisor_pid(config, node_id) is None:
             _unlink_if(node_files(config, node_id).state)
@@ -592,7 +609,8 @@ def stop_network(config: NetworkConfig) -> list[str]:
         signal_node(config, node_id, signal.SIGTERM)
     for node_id in running:
         stop_node(config, node_id)
-    broker.stop_running_broker(config)
+    for each in config.brokers:
+        broker.stop_running_broker(config, each.id)
     return running
 
 

@@ -10,6 +10,9 @@ connection is over. `MqttTransport` runs a loop around it:
   nodes do not reconnect in lockstep, and resets after a successful connection. Sessions are clean,
   so the subscriptions are sent again on every connection; what was published while we were away
   is gone (PBFT retransmits, clients retry).
+- With `fallback_urls` (a client that knows several organisations' brokers), every failed attempt
+  or dropped connection moves on to the next broker; the delay grows only once all of them failed
+  in a row. A node has one broker, its organisation's.
 - A refused login (bad username or password, not authorised) is not retried: it cannot heal, and
   `wait_connected` and the message iterator raise `BrokerRefusedError` instead.
 
@@ -103,6 +106,7 @@ class MqttSettings:
     connect_timeout_s: float = 5.0
     reconnect_initial_delay_s: float = 0.1
     reconnect_max_delay_s: float = 5.0
+    fallback_urls: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -198,7 +202,10 @@ class MqttTransport:
 
     def __init__(self, settings: MqttSettings, on_message: MessageHandler | None = None) -> None:
         self.settings = settings
-        self.endpoint: BrokerEndpoint = parse_broker_url(settings.broker_url)
+        self.endpoints: tuple[BrokerEndpoint, ...] = tuple(
+            parse_broker_url(url) for url in (settings.broker_url, *settings.fallback_urls)
+        )
+        self.endpoint: BrokerEndpoint = self.endpoints[0]
         self.counters = TransportCounters()
         self.last_error: str | None = None
         self._client_id = settings.client_id or f"{settings.username}-{secrets.token_hex(4)}"
@@ -372,7 +379,7 @@ class MqttTransport:
     # --- the connection loop ---------------------------------------------------------------
 
     def _tls_context(self) -> ssl.SSLContext | None:
-        if not self.endpoint.tls:
+        if not any(endpoint.tls for endpoint in self.endpoints):
             return None
         ca_file = str(self.settings.ca_file) if self.settings.ca_file else None
         return ssl.create_default_context(cafile=ca_file)
@@ -388,7 +395,7 @@ class MqttTransport:
             clean_session=True,
             keepalive=self.settings.keepalive_s,
             timeout=self.settings.connect_timeout_s,
-            tls_context=tls_context,
+            tls_context=tls_context if self.endpoint.tls else None,
             max_queued_incoming_messages=self.settings.inbox_limit,
             max_inflight_messages=self.settings.max_inflight_acked,
         )
@@ -402,11 +409,13 @@ class MqttTransport:
                 TransportError(f"cannot load the TLS CA file {self.settings.ca_file}: {exc}")
             )
             return
+        failed_in_a_row = 0
         while not self._closing:
             try:
                 async with self._make_client(tls_context) as client:
                     await self._on_connected(client)
                     delay = self.settings.reconnect_initial_delay_s
+                    failed_in_a_row = 0
                     await self._serve(client)
             except aiomqtt.MqttCodeError as exc:
                 if not self._connected.is_set() and _error_code(exc) in _REFUSED_LOGIN_CODES:
@@ -427,8 +436,17 @@ class MqttTransport:
                 self._connected.clear()
             if self._closing:
                 return
+            failed_in_a_row += 1
+            self._move_on()
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+            if failed_in_a_row % len(self.endpoints) == 0:
+                delay = min(delay * 2, self.settings.reconnect_max_delay_s)
+
+    def _move_on(self) -> None:
+        """Try the next broker (a no-op with one)."""
+        if len(self.endpoints) > 1:
+            index = (self.endpoints.index(self.endpoint) + 1) % len(self.endpoints)
+            self.endpoint = self.endpoints[index]
 
     def _note_failure(self, exc: BaseException) -> None:
         was_connected = self._connected.is_set()

@@ -13,10 +13,17 @@ Every topic lives under `c/<chain_id>/`, so several chains can share one broker 
 | `c/<chain>/ask/<client>`            | client    | outcome queries: the transaction ids a client asks about |
 | `c/<chain>/status/<node>`           | node      | retained status heartbeat, for dashboards          |
 | `c/<chain>/control/<node>`          | operator  | authenticated fault-injection commands for <node>  |
+| `c/<chain>/via/<broker>/req/<client>` (and `ask`, `control`) | a bridge | what a client or the operator published on another organisation's broker |
 
-Nodes subscribe to `pbft/+`, `pbft/+/to/<self>`, `req/+`, `ask/+` and `control/<self>`; clients
-to `commit/+` and `commit/+/to/<self>` (they accept a result once f+1 nodes report the same
-receipt) and `status/+`.
+Nodes subscribe to `pbft/+`, `pbft/+/to/<self>`, `req/+`, `ask/+` and `control/<self>` (and the
+same under `via/+/`); clients to `commit/+` and `commit/+/to/<self>` (they accept a result once
+f+1 nodes report the same receipt) and `status/+`.
+
+With a broker per organisation (`brokers: per_node`), broker B's bridge to every other broker
+carries out only what entered at B: its own node's `pbft/<B>/#`, `commit/<B>/#` and
+`status/<B>` under the same topics, and what clients and the operator published at B (`req/+`,
+`ask/+`, `control/+`) under `via/<B>/`. A bridged message therefore never matches another
+bridge's topics: nothing loops, and every broker gets each message once, from where it entered.
 
 Watching the bus (the operator's login may read everything; its password is in
 `<run_dir>/broker/credentials`, see `consortium.transport.credentials.read_credentials`):
@@ -52,6 +59,11 @@ class TopicKind(StrEnum):
     STATUS = "status"
     CONTROL = "control"
     ASK = "ask"
+
+
+VIA = "via"
+# What clients and the operator publish: wherever it entered, a bridge carries it on under `via/`.
+BRIDGED_FROM_CLIENTS = (TopicKind.REQUEST, TopicKind.ASK, TopicKind.CONTROL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +146,6 @@ def pbft_direct_filter(chain_id: str, dest_id: str) -> str:
     return f"{_chain(chain_id)}/pbft/+/to/{_name(dest_id, 'destination node')}"
 
 
-def request_filter(chain_id: str) -> str:
-    return f"{_chain(chain_id)}/req/+"
-
-
 def commit_filter(chain_id: str) -> str:
     return f"{_chain(chain_id)}/commit/+"
 
@@ -145,10 +153,6 @@ def commit_filter(chain_id: str) -> str:
 def answer_filter(chain_id: str, client_id: str) -> str:
     """Every node's answers to `client_id`."""
     return f"{_chain(chain_id)}/commit/+/to/{_name(client_id, 'client')}"
-
-
-def ask_filter(chain_id: str) -> str:
-    return f"{_chain(chain_id)}/ask/+"
 
 
 def status_filter(chain_id: str) -> str:
@@ -160,14 +164,38 @@ def control_filter(chain_id: str) -> str:
     return f"{_chain(chain_id)}/control/+"
 
 
+# mosquitto publishes each bridge's state (b"1" up, b"0" down), retained, on its own broker.
+BRIDGE_STATE_FILTER = "$SYS/broker/connection/+/state"
+
+
+def bridge_state_peer(topic: str, broker_id: str) -> str | None:
+    """The remote broker of `broker_id`'s bridge whose state `topic` carries, if it is one."""
+    levels = topic.split("/")
+    if len(levels) != 5 or levels[:3] != ["$SYS", "broker", "connection"]:
+        return None
+    prefix = f"bridge-{broker_id}-to-"
+    peer = levels[3].removeprefix(prefix)
+    return peer if levels[3].startswith(prefix) and is_valid_name(peer) else None
+
+
+def via_prefix(chain_id: str, broker_id: str) -> str:
+    """Where a bridge from `broker_id` puts what clients published there (see the layout)."""
+    return f"{_chain(chain_id)}/{VIA}/{_name(broker_id, 'broker')}/"
+
+
 def node_subscriptions(chain_id: str, node_id: str) -> tuple[str, ...]:
-    """What a node listens to: consensus, messages addressed to it, requests, its control topic."""
+    """What a node listens to: consensus, messages addressed to it, requests, its control topic,
+    the last three also as bridged from other organisations' brokers."""
+    from_clients = (
+        f"{TopicKind.REQUEST}/+",
+        f"{TopicKind.ASK}/+",
+        f"{TopicKind.CONTROL}/{_name(node_id, 'node')}",
+    )
     return (
         pbft_broadcast_filter(chain_id),
         pbft_direct_filter(chain_id, node_id),
-        request_filter(chain_id),
-        ask_filter(chain_id),
-        control_topic(chain_id, node_id),
+        *(f"{_chain(chain_id)}/{level}" for level in from_clients),
+        *(f"{_chain(chain_id)}/{VIA}/+/{level}" for level in from_clients),
     )
 
 
@@ -183,10 +211,17 @@ def parse_topic(chain_id: str, topic: str) -> ParsedTopic:
     if len(levels) < 4 or levels[0] != ROOT or levels[1] != chain_id:
         raise TopicError(f"topic {topic[:120]!r} is not under {ROOT}/{chain_id}/")
     kind_text, names = levels[2], levels[3:]
+    bridged = kind_text == VIA
+    if bridged:
+        if len(levels) != 6 or not is_valid_name(levels[3]):
+            raise TopicError(f"topic {topic[:120]!r} is not via/<broker>/<kind>/<name>")
+        kind_text, names = levels[4], levels[5:]
     try:
         kind = TopicKind(kind_text)
     except ValueError:
         raise TopicError(f"unknown topic kind {kind_text[:32]!r}") from None
+    if bridged and kind not in BRIDGED_FROM_CLIENTS:
+        raise TopicError(f"topic {topic[:120]!r}: only clients' topics come via a bridge")
     if not all(is_valid_name(name) for name in names[:1] + names[2:]):
         raise TopicError(f"topic {topic[:120]!r} has an invalid node or client name")
     if len(names) == 1:
