@@ -11,6 +11,7 @@ import yaml
 
 from consortium.config import NetworkConfig, load_config
 from consortium.crypto import KeyPair
+from consortium.errors import ConfigError
 from consortium.keys import KeyDirectory, init_keys, load_directory, load_keypair
 
 _NODE_ROLES = [
@@ -42,6 +43,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive loopback ports nothing listens on right now (for a
+    broker per organisation: the n-th node's broker listens on the first port + n)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65536:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise ConfigError(f"found no {count} consecutive free ports on 127.0.0.1")
+
+
+def local_brokers(nodes: int, broker_per_node: bool = False) -> dict[str, str]:
+    """nodes.yaml fields for a throw-away network's brokers on free loopback ports: one shared
+    broker, or one per organisation (bridged, TLS with a local CA)."""
+    if not broker_per_node:
+        return {"broker": f"mqtt://127.0.0.1:{free_port()}"}
+    return {"broker": f"mqtt://127.0.0.1:{consecutive_free_ports(nodes)}", "brokers": "per_node"}
 
 
 def load_signer_id(index: int) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 
 import pytest
 
 from consortium.config import load_config, recorded_topology
-from consortium.devnet import Devnet, make_devnet
+from consortium.devnet import Devnet, consecutive_free_ports, make_devnet
 from consortium.ledger.ledger import store_path
 from consortium.ledger.verify import verify_store
 from consortium.node import supervisor
@@ -23,24 +22,6 @@ from tests.network_helpers import heads_agree, network_processes, run_cli, statu
 from tests.test_network_live import drafts, submit_from
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-def consecutive_free_ports(count: int) -> int:
-    """The first of `count` consecutive loopback ports nothing listens on."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as taken:
-                    taken.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 def broker_rows(net: Devnet) -> dict[str, dict]:

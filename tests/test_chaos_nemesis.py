@@ -24,6 +24,19 @@ class FakeNetwork:
         self.running = set(config.node_ids)
         self.paused: set[str] = set()
         self.controls: list[dict[str, bytes]] = []
+        self.brokers = {b.id for b in config.brokers}
+
+    def running_broker_pid(self, config: NetworkConfig, broker_id: str) -> int | None:
+        return 1 if broker_id in self.brokers else None
+
+    def stop_running_broker(self, config: NetworkConfig, broker_id: str, kill: bool) -> bool:
+        assert kill, "a broker fault is a crash"
+        found = broker_id in self.brokers
+        self.brokers.discard(broker_id)
+        return found
+
+    def restart_broker(self, config: NetworkConfig, broker_id: str) -> None:
+        self.brokers.add(broker_id)
 
     def node_pid(self, config: NetworkConfig, node: str) -> int | None:
         return 1 if node in self.running else None
@@ -45,9 +58,9 @@ class FakeNetwork:
         self.controls.append(messages)
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> NetworkConfig:
-    return make_devnet(tmp_path / "net", nodes=7).config
+@pytest.fixture(params=["shared", "per_node"])
+def config(tmp_path: Path, request: pytest.FixtureRequest) -> NetworkConfig:
+    return make_devnet(tmp_path / "net", nodes=7, brokers=request.param).config
 
 
 def _run_steps(
@@ -56,6 +69,8 @@ def _run_steps(
     fake = FakeNetwork(config)
     for name in ("node_pid", "stop_node", "spawn_node", "signal_node"):
         monkeypatch.setattr(nemesis_module.supervisor, name, getattr(fake, name))
+    for name in ("running_broker_pid", "stop_running_broker", "restart_broker"):
+        monkeypatch.setattr(nemesis_module.broker, name, getattr(fake, name))
     monkeypatch.setattr(nemesis_module, "send_control", fake.send_control)
     primary = config.node_ids[0]
     nemesis = Nemesis(config, seed, lambda: primary)
@@ -65,7 +80,8 @@ def _run_steps(
         for _ in range(steps):
             await nemesis.step()
             down = set(config.node_ids) - fake.running
-            impaired_counts.append(len(set(nemesis.impaired) | down | fake.paused))
+            cut_off = set(config.node_ids) - fake.brokers if config.per_node_brokers else set()
+            impaired_counts.append(len(set(nemesis.impaired) | down | fake.paused | cut_off))
         await nemesis.heal()
 
     asyncio.run(drive())
@@ -89,8 +105,12 @@ def test_never_more_than_f_nodes_impaired_and_heal_lifts_everything(
     nemesis, fake, counts = _run_steps(config, monkeypatch, seed=9, steps=300)
     f = max_faulty(len(config.node_ids))
     assert max(counts) == f
-    assert set(nemesis.log.injected) == {k.value for k in FaultKind}
+    kinds = {k.value for k in FaultKind}
+    if not config.per_node_brokers:  # one shared broker is not one organisation's to kill
+        kinds.discard(FaultKind.BROKER_DOWN.value)
+    assert set(nemesis.log.injected) == kinds
     assert nemesis.log.primary_hits > nemesis.log.injected.total() // 4
     assert fake.running == set(config.node_ids) and not fake.paused
+    assert fake.brokers == {b.id for b in config.brokers}
     assert not nemesis.impaired
     assert fake.controls[-1] == {n: heal_message() for n in config.node_ids}

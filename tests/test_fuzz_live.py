@@ -42,11 +42,17 @@ REQUIRED_REASONS = {
 }
 
 
-def test_fuzzing_leaves_the_network_committing_and_counting(tmp_path: Path) -> None:
-    with fresh_network(tmp_path / "net", load_signers=8) as net:
-        settings = FuzzSettings(duration_s=20.0, seed=11, heavy=False)
+@pytest.mark.parametrize(("broker_per_node", "duration_s"), [(False, 20.0), (True, 12.0)])
+def test_fuzzing_leaves_the_network_committing_and_counting(
+    tmp_path: Path, broker_per_node: bool, duration_s: float
+) -> None:
+    """With a broker per organisation the compromised organisation also loses its broker for a
+    third of the run."""
+    with fresh_network(tmp_path / "net", load_signers=8, broker_per_node=broker_per_node) as net:
+        settings = FuzzSettings(duration_s=duration_s, seed=11, heavy=False)
         report = asyncio.run(run_fuzz(net.config, net.keys, settings))
     summary = report.as_json()
+    assert report.broker_outages == int(broker_per_node), summary
     assert report.problems == [], summary
     assert report.committed_during > 50, summary
     assert report.committed_after, summary

@@ -4,7 +4,9 @@ Every choice (what, whom, when, how long) comes from one `random.Random(seed)`, 
 replays the same schedule; the network's timing still varies from run to run. The current primary
 is a favourite target, since that is what forces view changes. Process faults go through the
 supervisor (SIGKILL, SIGSTOP/SIGCONT, respawn from the node's own disk); partitions and delays go
-through the operator's control topic, which each node obeys for itself.
+through the operator's control topic, which each node obeys for itself. With a broker per
+organisation, an organisation's broker SIGKILLed (and later restarted) is one more fault: it cuts
+off that organisation's node, so it counts against the same limit of f.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from enum import StrEnum
 
 from consortium.client.operator import send_control
 from consortium.config import NetworkConfig
-from consortium.node import supervisor
+from consortium.node import broker, supervisor
 from consortium.node.faults import delay_message, heal_message, partition_message
 from consortium.roles import max_faulty
 
@@ -35,6 +37,7 @@ class FaultKind(StrEnum):
     PAUSE = "pause"  # SIGSTOP until SIGCONT
     PARTITION = "partition"  # cut off from every other node
     DELAY = "delay"  # holds back every consensus message it sends
+    BROKER_DOWN = "broker_down"  # its organisation's broker SIGKILLed until the fault ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ class Nemesis:
         self.primary_of_network = primary_of_network
         self.step_s = step_s
         self.limit = max_faulty(len(config.node_ids))
+        self.kinds = [
+            k for k in FaultKind if k is not FaultKind.BROKER_DOWN or config.per_node_brokers
+        ]
         self.impaired: dict[str, FaultKind] = {}
         self.delays: dict[str, int] = {}
         self.log = NemesisLog()
@@ -88,6 +94,13 @@ class Nemesis:
 
     def _signal(self, node: str, sig: signal.Signals) -> None:
         supervisor.signal_node(self.config, node, sig)
+
+    async def _kill_broker(self, node: str) -> None:
+        await asyncio.to_thread(broker.stop_running_broker, self.config, node, kill=True)
+
+    async def _start_broker(self, node: str) -> None:
+        if broker.running_broker_pid(self.config, node) is None:
+            await asyncio.to_thread(broker.restart_broker, self.config, node)
 
     async def _send_partition(self) -> None:
         isolated = sorted(n for n, k in self.impaired.items() if k is FaultKind.PARTITION)
@@ -118,6 +131,8 @@ class Nemesis:
             self.delays[node] = ms
             detail = f"{ms} ms"
             await send_control(self.config, {node: delay_message(ms)})
+        elif kind is FaultKind.BROKER_DOWN:
+            await self._kill_broker(node)
         if kind is not FaultKind.CRASH_RESTART:
             self.impaired[node] = kind
         self.log.injected[kind.value] += 1
@@ -134,6 +149,8 @@ class Nemesis:
         elif kind is FaultKind.DELAY:
             self.delays.pop(node, None)
             await send_control(self.config, {node: delay_message(0)})
+        elif kind is FaultKind.BROKER_DOWN:
+            await self._start_broker(node)
         self._record("recover", kind, node)
 
     # -- the schedule -------------------------------------------------------------------
@@ -155,7 +172,7 @@ class Nemesis:
         if self.impaired and (must_lift or self.rng.random() < 0.5):
             await self.recover(self.rng.choice(sorted(self.impaired)))
         else:
-            kind = self.rng.choice(list(FaultKind))
+            kind = self.rng.choice(self.kinds)
             await self.inject(kind, self._pick_target())
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -169,10 +186,13 @@ class Nemesis:
             await self.step()
 
     async def heal(self) -> None:
-        """Every node running, none paused, no partition or delay left."""
-        for node in list(self.impaired):
-            if self.impaired[node] is FaultKind.PAUSE:
+        """Every node running, none paused, every broker it killed running again, no partition
+        or delay left."""
+        for node, kind in list(self.impaired.items()):
+            if kind is FaultKind.PAUSE:
                 self._signal(node, signal.SIGCONT)
+            elif kind is FaultKind.BROKER_DOWN:
+                await self._start_broker(node)
         self.impaired.clear()
         self.delays.clear()
         for node in self.config.node_ids:

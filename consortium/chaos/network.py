@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from consortium.client.watch import collect_statuses
-from consortium.devnet import Devnet, free_port, make_devnet
+from consortium.devnet import Devnet, local_brokers, make_devnet
 from consortium.errors import ConfigError
 from consortium.node import supervisor
 
@@ -28,11 +28,17 @@ def wait_until_ready(net: Devnet, timeout_s: float = READY_TIMEOUT_S) -> None:
 
 
 @contextlib.contextmanager
-def fresh_network(directory: Path, nodes: int = 5, load_signers: int = 32) -> Iterator[Devnet]:
-    """Broker and node processes of a new devnet; every process is stopped on the way out,
-    whatever happened inside (a paused node is killed, not left frozen)."""
+def fresh_network(
+    directory: Path, nodes: int = 5, load_signers: int = 32, broker_per_node: bool = False
+) -> Iterator[Devnet]:
+    """Brokers and node processes of a new devnet (one broker, or one per organisation); every
+    process is stopped on the way out, whatever happened inside (a paused node is killed, not
+    left frozen)."""
     net = make_devnet(
-        directory, nodes=nodes, load_signers=load_signers, broker=f"mqtt://127.0.0.1:{free_port()}"
+        directory,
+        nodes=nodes,
+        load_signers=load_signers,
+        **local_brokers(nodes, broker_per_node),
     )
     try:
         supervisor.start_network(net.config)

@@ -8,7 +8,7 @@ import secrets
 import click
 
 from consortium.chaos.runner import ChaosReport, ChaosSettings, run_chaos
-from consortium.cli.checked_run import err, run_checked
+from consortium.cli.checked_run import broker_per_node_option, err, run_checked
 from consortium.cli.common import config_option, json_option
 from consortium.config import NetworkConfig
 from consortium.keys import KeyDirectory
@@ -45,13 +45,21 @@ def _summary(report: ChaosReport) -> str:
     is_flag=True,
     help="Run against a new network of its own on a free port (ignores --config).",
 )
+@broker_per_node_option
 @json_option
 @config_option
 def chaos(
-    duration_s: float, seed: int | None, clients: int, fresh: bool, as_json: bool, config_path: str
+    duration_s: float,
+    seed: int | None,
+    clients: int,
+    fresh: bool,
+    broker_per_node: bool,
+    as_json: bool,
+    config_path: str,
 ) -> None:
     """A workload of acknowledged transactions while a seeded nemesis kills, restarts, pauses,
-    partitions and delays up to f nodes (the primary often); then heal, rest, and check that every
+    partitions and delays up to f nodes (the primary often), and with a broker per organisation
+    kills their brokers too; then heal, rest, and check that every
     acknowledged transaction is on every node exactly once, the heads agree and every ledger
     verifies. Exits 1 if any check fails."""
     chosen = seed if seed is not None else secrets.randbelow(2**31)
@@ -63,4 +71,5 @@ def chaos(
         lambda config, keys: _run(config, keys, settings),
         _summary,
         as_json,
+        broker_per_node,
     )

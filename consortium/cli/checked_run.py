@@ -19,6 +19,12 @@ from consortium.keys import KeyDirectory
 
 err = Console(stderr=True, soft_wrap=True)
 
+broker_per_node_option = click.option(
+    "--broker-per-node",
+    is_flag=True,
+    help="With --fresh: every organisation runs its own broker, bridged (broker faults included).",
+)
+
 
 class CheckedReport(Protocol):
     ok: bool
@@ -35,13 +41,18 @@ def run_checked(
     run: Callable[[NetworkConfig, KeyDirectory], CheckedReport],
     summary: Callable[[Any], str],
     as_json: bool,
+    broker_per_node: bool = False,
 ) -> None:
     """Run, print the report (JSON on stdout, summary and problems on stderr), and exit 1 with
     the replay command if any check failed."""
     kept: Path | None = None
+    if broker_per_node and not fresh:
+        raise click.UsageError(
+            "--broker-per-node goes with --fresh; the network of --config has its own topology"
+        )
     if fresh:
         directory = Path(tempfile.mkdtemp(prefix=f"consortium-{name}-"))
-        with fresh_network(directory) as net:
+        with fresh_network(directory, broker_per_node=broker_per_node) as net:
             report = run(net.config, net.keys)
         if report.ok:
             shutil.rmtree(directory, ignore_errors=True)
@@ -58,6 +69,7 @@ def run_checked(
     if kept is not None:
         err.print(f"the network's stores and logs are kept in {kept}")
     if not report.ok:
+        topology = " --fresh --broker-per-node" if broker_per_node else ""
         raise click.ClickException(
-            f"{name} check failed (replay: consortium {name} --seed {report.seed})"
+            f"{name} check failed (replay: consortium {name} --seed {report.seed}{topology})"
         )

@@ -76,11 +76,7 @@ def fault_restart(node_id: str, on_broker: bool, config_path: str) -> None:
     config = load_config(config_path)
     if on_broker:
         config.broker(node_id)
-        broker.stop_running_broker(config, node_id, kill=True)
-        files = broker.write_broker_config(
-            config, broker_id=node_id, tls=broker.configured_tls(config, node_id)
-        )
-        process = broker.start_broker(files)
+        process = broker.restart_broker(config, node_id)
         err.print(f"restarted broker {node_id} (pid {process.pid})")
         return
     _node(config, node_id)

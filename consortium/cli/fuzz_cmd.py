@@ -7,7 +7,7 @@ import secrets
 
 import click
 
-from consortium.cli.checked_run import err, run_checked
+from consortium.cli.checked_run import broker_per_node_option, err, run_checked
 from consortium.cli.common import config_option, json_option
 from consortium.config import NetworkConfig
 from consortium.fuzz.runner import FuzzReport, FuzzSettings, run_fuzz
@@ -26,6 +26,7 @@ def _summary(report: FuzzReport) -> str:
         f" nodes rejected {sum(report.rejected.values())}; {report.committed_during} acknowledged"
         f" while fuzzing; {report.rule_breakers_failed} rule breakers failed as they should;"
         f" node memory {before} MiB -> {after} MiB"
+        + (f"; {report.victim}'s broker killed and restarted" if report.broker_outages else "")
     )
 
 
@@ -55,6 +56,7 @@ def _summary(report: FuzzReport) -> str:
 @click.option(
     "--light", is_flag=True, help="Leave out the megabyte arrays that take long to decode."
 )
+@broker_per_node_option
 @json_option
 @config_option
 def fuzz(
@@ -64,6 +66,7 @@ def fuzz(
     rate: float,
     fresh: bool,
     light: bool,
+    broker_per_node: bool,
     as_json: bool,
     config_path: str,
 ) -> None:
@@ -83,4 +86,5 @@ def fuzz(
         lambda config, keys: _run(config, keys, settings),
         _summary,
         as_json,
+        broker_per_node,
     )

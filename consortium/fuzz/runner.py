@@ -2,7 +2,9 @@
 
 While a background workload keeps submitting, a compromised node (its broker login and node key)
 floods its own pbft topics with hostile consensus messages, a client login floods its request
-topic with hostile requests, and members send transactions that break business rules. Afterwards:
+topic with hostile requests, and members send transactions that break business rules. With a
+broker per organisation, the compromised node's own broker is also SIGKILLed for the middle third
+of the run and started again (the one faulty organisation loses its broker too). Afterwards:
 the workload kept being acknowledged and a fresh transaction still commits; the nodes' reject
 counters grew; every rule-breaker got a failed receipt; the state changed only where the workload
 and the rule-breakers' nonces explain it; every ledger verifies and the heads agree; and the
@@ -40,6 +42,7 @@ from consortium.fuzz.request_inputs import RequestFuzzer, sign_rule_breakers
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import store_path
 from consortium.ledger.store import Store
+from consortium.node import broker
 from consortium.transport import credentials, topics
 from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
@@ -76,6 +79,7 @@ class FuzzReport:
     rejected_by_node: dict[str, dict[str, int]] = field(default_factory=dict)
     committed_during: int = 0
     committed_after: bool = False
+    broker_outages: int = 0
     rule_breakers_sent: int = 0
     rule_breakers_failed: int = 0
     rule_breakers_succeeded: list[str] = field(default_factory=list)
@@ -128,6 +132,7 @@ class FuzzReport:
             "rejected_by_node": self.rejected_by_node,
             "committed_during": self.committed_during,
             "committed_after": self.committed_after,
+            "broker_outages": self.broker_outages,
             "rule_breakers_sent": self.rule_breakers_sent,
             "rule_breakers_failed": self.rule_breakers_failed,
             "rule_breakers_succeeded": self.rule_breakers_succeeded,
@@ -233,6 +238,23 @@ class _Fuzzing:
             self.own_payloads.discard(self.own_order[0])
         self.own_order.append(digest)
         self.own_payloads.add(digest)
+
+    async def broker_outage(self, victim: str) -> None:
+        """The victim organisation's broker down for the middle third of the run."""
+        if not self.config.per_node_brokers:
+            return
+        third = self.settings.duration_s / 3
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), third)
+        if self.stop.is_set():
+            return
+        await asyncio.to_thread(broker.stop_running_broker, self.config, victim, kill=True)
+        self.report.broker_outages += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), third)
+        finally:
+            await asyncio.to_thread(broker.restart_broker, self.config, victim)
 
     async def flood(
         self, attacker: MqttTransport, hostile_client: MqttTransport, workload: AckWorkload
@@ -367,6 +389,7 @@ async def run_fuzz(
             tasks = [
                 asyncio.create_task(run.flood(attacker, hostile, workload)),
                 asyncio.create_task(run.break_rules(breakers)),
+                asyncio.create_task(run.broker_outage(victim)),
             ]
             try:
                 done, _ = await asyncio.wait(

@@ -637,6 +637,14 @@ def stop_running_broker(
     return True
 
 
+def restart_broker(config: NetworkConfig, broker_id: str) -> BrokerProcess:
+    """(Re)start one of the network's brokers: SIGKILL it if it runs, rewrite its configuration
+    (passwords kept), start it. Its bridges and everyone's connections come back by themselves."""
+    stop_running_broker(config, broker_id, kill=True)
+    files = write_broker_config(config, broker_id=broker_id, tls=configured_tls(config, broker_id))
+    return start_broker(files)
+
+
 def process_exists(pid: int) -> bool:
     """Whether `pid` is a live process (a zombie counts as gone)."""
     try:
