@@ -30,7 +30,7 @@ from consortium.bench.loadgen import LoadPlan, LoadReport, presign_count, run_lo
 from consortium.bench.validator import measure_verify_rate
 from consortium.client.watch import StatusWatcher, collect_statuses
 from consortium.config import NetworkConfig
-from consortium.devnet import Devnet, free_port, make_devnet
+from consortium.devnet import Devnet, local_brokers, make_devnet
 from consortium.fuzz.memory import rss_kib
 from consortium.node import broker, supervisor
 
@@ -77,10 +77,12 @@ class ConsensusResult:
     node_ids: tuple[str, ...] = ()
     sample_s: float = DEFAULT_SAMPLE_S
     samples: list[ProcessSample] = field(default_factory=list, repr=False)
+    brokers: str = "shared"  # the topology: one shared broker, or one per organisation
 
     def as_json(self) -> dict[str, Any]:
         return {
             "nodes": self.nodes,
+            "brokers": self.brokers,
             "duration_s": self.duration_s,
             "batch_max_txs": self.batch_max_txs,
             "offered_tx_per_s": self.offered_tx_per_s,
@@ -246,9 +248,11 @@ def live_network(
     durable: bool,
     load_signers: int = SIGNERS,
     prepare: Callable[[Devnet], None] | None = None,
+    broker_per_node: bool = False,
 ) -> Iterator[Devnet]:
     """A fresh network in a temporary directory, its nodes reporting; stopped and removed after.
-    `prepare(net)`, if given, runs before the nodes start (to give them a history, say)."""
+    `prepare(net)`, if given, runs before the nodes start (to give them a history, say). With
+    `broker_per_node`, every organisation runs its own broker, bridged over TLS."""
     if not 4 <= nodes <= 16:
         raise ValueError("nodes must be from 4 to 16")
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,8 +260,8 @@ def live_network(
             Path(tmp) / "bench",
             nodes=nodes,
             load_signers=load_signers,
-            broker=f"mqtt://127.0.0.1:{free_port()}",
             consensus={"batch_max_txs": batch_max_txs},
+            **local_brokers(nodes, broker_per_node),
             durable=durable,
         )
         if prepare is not None:
@@ -389,16 +393,19 @@ def run_consensus_bench(
     durable: bool = True,
     companion: Callable[[NetworkConfig], AbstractContextManager[Any]] | None = None,
     sample_s: float = DEFAULT_SAMPLE_S,
+    broker_per_node: bool = False,
 ) -> ConsensusResult:
     """Start a fresh network, offer load, measure, stop everything. `rate` is the total open-loop
     offered load; with `window` the generators run closed loop instead. `companion(config)`, if
     given, is entered once the nodes are up and left when the load ends: something to run beside
     the network while it is measured (an explorer that refreshes, for instance). Every
-    `sample_s` seconds of the window, the processes' RSS and the nodes' counters are sampled."""
+    `sample_s` seconds of the window, the processes' RSS and the nodes' counters are sampled.
+    `broker_per_node`: the network of brokers bridged per organisation instead of one shared."""
     generators = max(1, min(generators, MAX_GENERATORS))
     verify_rate = measure_verify_rate()
     cores = os.cpu_count() or 1
-    with live_network(nodes, batch_max_txs, durable) as net, ExitStack() as stack:
+    network = live_network(nodes, batch_max_txs, durable, broker_per_node=broker_per_node)
+    with network as net, ExitStack() as stack:
         config = net.config
         if companion is not None:
             stack.enter_context(companion(config))
@@ -461,6 +468,7 @@ def run_consensus_bench(
         node_ids=tuple(config.node_ids),
         sample_s=sample_s,
         samples=samples,
+        brokers=config.topology,
     )
 
 
@@ -482,9 +490,10 @@ def report_progress(progress: Any, done: float, total: float) -> None:
 def _pids(config: NetworkConfig, generator_pids: Mapping[str, int]) -> dict[str, int]:
     pids = {n: supervisor.node_pid(config, n) for n in config.node_ids}
     named = {n: p for n, p in pids.items() if p is not None}
-    broker_pid = broker.running_broker_pid(config)
-    if broker_pid is not None:
-        named["mosquitto"] = broker_pid
+    for each in config.brokers:
+        broker_pid = broker.running_broker_pid(config, each.id)
+        if broker_pid is not None:
+            named["mosquitto" if len(config.brokers) == 1 else f"mosquitto-{each.id}"] = broker_pid
     named.update(generator_pids)
     return named
 

@@ -189,6 +189,15 @@ def _plot(sweep: list, result: ValidatorResult, path: str) -> None:
     help="Run the nodes with durable: false (no sync before sends; unsafe under power loss), "
     "to measure what durable votes cost.",
 )
+@click.option(
+    "--brokers",
+    "topology",
+    type=click.Choice(["shared", "per_node", "both"]),
+    default="shared",
+    show_default=True,
+    help="One shared broker, one per organisation (bridged, TLS), or both one after the other"
+    " under the same load, side by side.",
+)
 @json_option
 def bench_consensus(
     nodes: int,
@@ -202,6 +211,7 @@ def bench_consensus(
     sweep: bool,
     no_sync: bool,
     sample_s: float,
+    topology: str,
     as_json: bool,
 ) -> None:
     """End-to-end committed throughput and latency on a fresh live network, and the resident
@@ -224,7 +234,24 @@ def bench_consensus(
         "warmup_s": warmup,
         "durable": not no_sync,
         "sample_s": sample_s,
+        "broker_per_node": topology == "per_node",
     }
+    if topology == "both":
+        if sweep or plot_path:
+            raise click.UsageError("--brokers both compares one run of each; no --sweep, --plot")
+        both = {
+            name: run(
+                f"{nodes} nodes, {name} brokers",
+                nodes=nodes,
+                batch_max_txs=batch_max_txs,
+                rate=rate,
+                window=window,
+                **{**common, "broker_per_node": name == "per_node"},
+            )
+            for name in ("shared", "per_node")
+        }
+        _print_topologies(both, as_json)
+        return
     if sweep:
         rows = []
         for n in (4, 5, 7):
@@ -322,6 +349,38 @@ def bench_consensus(
             f"rss {node_id}: max, growth",
             _rss_cell(figures["rss_mb"][node_id], figures["rss_growth_bytes_per_tx"][node_id]),
         )
+    Console().print(table)
+
+
+def _print_topologies(results: dict[str, Any], as_json: bool) -> None:
+    """The same load on one shared broker and on bridged brokers per organisation."""
+    shared, bridged = results["shared"], results["per_node"]
+    ratio = (
+        bridged.committed_tx_per_s / shared.committed_tx_per_s
+        if shared.committed_tx_per_s
+        else None
+    )
+    if as_json:
+        print_json(
+            {
+                "shared": shared.as_json(),
+                "per_node": bridged.as_json(),
+                "per_node_vs_shared": None if ratio is None else round(ratio, 3),
+            }
+        )
+        return
+    table = Table(title=f"consensus: {shared.nodes} nodes, one broker against one per organisation")
+    for column in ("measure", "shared broker", "broker per organisation"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    table.add_row("committed", *(f"{r.committed_tx_per_s:,.0f} tx/s" for r in (shared, bridged)))
+    for q in ("p50", "p95", "p99"):
+        table.add_row(f"latency {q}", *(f"{r.latency_ms[q]:,.0f} ms" for r in (shared, bridged)))
+    table.add_row("view changes", *(str(r.view_changes) for r in (shared, bridged)))
+    brokers = [
+        sum(pct for name, pct in r.cpu_percent.items() if name.startswith("mosquitto"))
+        for r in (shared, bridged)
+    ]
+    table.add_row("cpu of the brokers", *(f"{pct:.0f} %" for pct in brokers))
     Console().print(table)
 
 
