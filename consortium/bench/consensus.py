@@ -70,7 +70,7 @@ class ConsensusResult:
     sent: int
     accepted: int
     failed_receipts: int
-    refused: int  # refused as overloaded by f+1 nodes, explicitly, never silently dropped
+    refused: int  # refused as overloaded by f+1 nodes, explicitly, and not committed after all
     cpu_percent: dict[str, float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     durable: bool = True
@@ -78,6 +78,7 @@ class ConsensusResult:
     sample_s: float = DEFAULT_SAMPLE_S
     samples: list[ProcessSample] = field(default_factory=list, repr=False)
     brokers: str = "shared"  # the topology: one shared broker, or one per organisation
+    committed_after_refusal: int = 0  # refused by f+1 nodes, committed anyway (in `accepted`)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +99,7 @@ class ConsensusResult:
             "accepted": self.accepted,
             "failed_receipts": self.failed_receipts,
             "refused": self.refused,
+            "committed_after_refusal": self.committed_after_refusal,
             "cpu_percent": {k: round(v, 1) for k, v in self.cpu_percent.items()},
             "durable": self.durable,
             **memory_json(self.samples, self.node_ids, self.sample_s),
@@ -462,6 +464,7 @@ def run_consensus_bench(
         accepted=sum(r.accepted for r in reports),
         failed_receipts=sum(r.failed_receipts for r in reports),
         refused=sum(r.refused for r in reports),
+        committed_after_refusal=sum(r.committed_after_refusal for r in reports),
         cpu_percent={n: 100 * (cpu_after[n] - cpu_before[n]) / elapsed for n in pids},
         latencies_ms=in_window,
         durable=durable,

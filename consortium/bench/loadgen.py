@@ -3,8 +3,12 @@ with a bounded number outstanding (closed loop), and the latency of each until f
 
 Signing happens before the clock starts, so the generator measures the network, not itself.
 Notices are counted by the client protocol itself (`ClientCore`): a transaction is accepted on
-f+1 matching notices (same block hash and receipt), and refused once f+1 nodes say they are
-overloaded; an open loop does not retransmit a refused transaction, it counts it.
+f+1 matching notices (same block hash and receipt). Once f+1 nodes say they are overloaded it is
+refused, but not necessarily for good: another node (the primary, say) may have taken it, and then
+it commits all the same. So a refused transaction is still watched for `REFUSAL_GRACE_S`: if it
+commits, it counts as accepted (its latency from its first send) and as
+`committed_after_refusal`; only one that does not commit by then, or by the end, counts as
+refused. An open loop never retransmits.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from consortium.transport.mqtt import IncomingMessage, MqttTransport
 
 TICK_S = 0.01
 NEVER_MS = 10**12  # the generator measures first tries: it never retransmits
+REFUSAL_GRACE_S = 30.0  # a refused transaction that another node took commits within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +48,69 @@ class LoadReport:
     client_index: int
     sent: int = 0
     accepted: int = 0
-    refused: int = 0  # f+1 nodes answered "overloaded"
+    refused: int = 0  # f+1 nodes answered "overloaded", and it did not commit after all
+    committed_after_refusal: int = 0  # refused by f+1 nodes, then committed (counted accepted)
     failed_receipts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     accepted_at: list[float] = field(default_factory=list)  # wall time of each acceptance
     sign_s: float = 0.0
     signed: int = 0  # transactions signed before the clock started
+
+
+class LoadAccounting:
+    """What a generator sent and what came of it: accepted with its latency, or refused."""
+
+    def __init__(self, report: LoadReport, core: ClientCore) -> None:
+        self.report = report
+        self.core = core
+        self.sent_at: dict[bytes, float] = {}  # perf_counter time of the first send
+        self.refused_at: dict[bytes, float] = {}  # in refusal order
+        self.outstanding = 0  # sent, neither decided nor refused
+
+    def sent(self, tx_ids: list[bytes], now: float) -> None:
+        for tx_id in tx_ids:
+            self.sent_at[tx_id] = now
+        self.report.sent += len(tx_ids)
+        self.outstanding += len(tx_ids)
+
+    def carry(self, step: ClientStep, now: float, wall: float) -> None:
+        for decided in step.decided:
+            sent = self.sent_at.pop(decided.tx_id, None)
+            if sent is None or not isinstance(decided, Outcome):
+                continue
+            if self.refused_at.pop(decided.tx_id, None) is not None:
+                self.report.committed_after_refusal += 1
+            else:
+                self.outstanding -= 1
+            self.report.accepted += 1
+            self.report.latencies_ms.append((now - sent) * 1000)
+            self.report.accepted_at.append(wall)
+            if not decided.ok:
+                self.report.failed_receipts += 1
+        for refused in step.refused:
+            if refused.tx_id in self.sent_at and refused.tx_id not in self.refused_at:
+                self.refused_at[refused.tx_id] = now
+                self.outstanding -= 1
+
+    def expire(self, now: float, grace_s: float = REFUSAL_GRACE_S) -> None:
+        """Refusals older than `grace_s` are final: counted, and forgotten by the client."""
+        expired = []
+        for tx_id, at in self.refused_at.items():
+            if now - at < grace_s:
+                break
+            expired.append(tx_id)
+        self._settle(expired)
+
+    def finish(self) -> None:
+        """The run is over: what is still refused stays refused."""
+        self._settle(list(self.refused_at))
+
+    def _settle(self, tx_ids: list[bytes]) -> None:
+        for tx_id in tx_ids:
+            del self.refused_at[tx_id]
+            self.sent_at.pop(tx_id, None)
+        self.report.refused += len(tx_ids)
+        self.core.forget(tx_ids)
 
 
 def run_load(plan: LoadPlan, ready: Any, go: Any, results: Any) -> None:
@@ -86,30 +148,11 @@ async def _run(plan: LoadPlan, ready: Any, go: Any) -> LoadReport:
     client_id = f"load-{plan.client_index}"
     node_keys = load_directory(config).node_keys
     core = ClientCore(config.chain_id, node_keys, len(config.node_ids), client_id)
-    sent_at: dict[bytes, float] = {}
-    outstanding = 0
-
-    def carry(step: ClientStep) -> None:
-        nonlocal outstanding
-        now = time.perf_counter()
-        for decided in step.decided:
-            sent = sent_at.pop(decided.tx_id, None)
-            if sent is None or not isinstance(decided, Outcome):
-                continue
-            report.accepted += 1
-            outstanding -= 1
-            report.latencies_ms.append((now - sent) * 1000)
-            report.accepted_at.append(time.time())
-            if not decided.ok:
-                report.failed_receipts += 1
-        for refused in step.refused:
-            if sent_at.pop(refused.tx_id, None) is not None:
-                report.refused += 1
-                outstanding -= 1
-        core.forget([r.tx_id for r in step.refused])
+    books = LoadAccounting(report, core)
 
     def on_message(message: IncomingMessage) -> None:
-        carry(core.on_message(message.topic, message.payload, int(time.monotonic() * 1000)))
+        step = core.on_message(message.topic, message.payload, int(time.monotonic() * 1000))
+        books.carry(step, time.perf_counter(), time.time())
 
     login = ClientLogin.local(config, client_id).login
     settings = credentials.mqtt_settings(
@@ -128,24 +171,23 @@ async def _run(plan: LoadPlan, ready: Any, go: Any) -> LoadReport:
             if elapsed > plan.duration_s:
                 break
             if plan.window > 0:
-                due = cursor + max(0, plan.window - outstanding)
+                due = cursor + max(0, plan.window - books.outstanding)
             else:
                 due = int(plan.rate * elapsed) + 1
             due = min(due, len(txs), cursor + plan.batch * 10)
             while cursor < due:
                 chunk = txs[cursor : min(due, cursor + plan.batch)]
-                now = time.perf_counter()
-                for stx in chunk:
-                    sent_at[stx.tx_id] = now
+                books.sent([stx.tx_id for stx in chunk], time.perf_counter())
                 step = core.submit(chunk, int(time.monotonic() * 1000), retransmit_ms=NEVER_MS)
                 for item in step.publish:
                     bus.publish(item.topic, item.payload)
-                report.sent += len(chunk)
-                outstanding += len(chunk)
                 cursor += len(chunk)
+            books.expire(time.perf_counter())
             await asyncio.sleep(TICK_S)
-        # Let the last transactions come back (bounded).
+        # Let the last transactions come back, the refused ones too (bounded).
         deadline = time.perf_counter() + 10
-        while outstanding > 0 and time.perf_counter() < deadline:
+        while (books.outstanding > 0 or books.refused_at) and time.perf_counter() < deadline:
+            books.expire(time.perf_counter())
             await asyncio.sleep(0.05)
+        books.finish()
     return report

@@ -119,6 +119,7 @@ class SoakResult:
     sent: int
     accepted: int
     refused: int
+    committed_after_refusal: int
     failed_receipts: int
     committed_txs: int  # what the nodes committed from before the load began to after it drained
     presign_s: float  # the slowest generator's signing, before the clock started
@@ -146,6 +147,7 @@ class SoakResult:
             "sent": self.sent,
             "accepted": self.accepted,
             "refused": self.refused,
+            "committed_after_refusal": self.committed_after_refusal,
             "failed_receipts": self.failed_receipts,
             "committed_txs": self.committed_txs,
             "committed_fraction": _rounded(self.committed_fraction, 4),
@@ -424,6 +426,7 @@ def run_soak(
         sent=sum(r.sent for r in reports),
         accepted=sum(r.accepted for r in reports),
         refused=sum(r.refused for r in reports),
+        committed_after_refusal=sum(r.committed_after_refusal for r in reports),
         failed_receipts=sum(r.failed_receipts for r in reports),
         committed_txs=_median_int(committed) or 0,
         presign_s=max(r.sign_s for r in reports),
