@@ -40,15 +40,16 @@ def per_node_config(directory: Path) -> NetworkConfig:
     return parse_config(raw, directory / "nodes.yaml")
 
 
-@pytest.fixture
-def mesh(tmp_path: Path) -> Iterator[NetworkConfig]:
-    config = per_node_config(tmp_path)
-    started = start_brokers(config)
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkConfig]:
+    """One mesh for the module; a test that kills a broker starts it again before it ends."""
+    config = per_node_config(tmp_path_factory.mktemp("mesh"))
+    start_brokers(config)
     try:
         yield config
     finally:
-        for process in started:
-            mqtt_broker.stop_broker(process)
+        for each in config.brokers:
+            mqtt_broker.stop_running_broker(config, each.id)
 
 
 def fast(settings, **options):
@@ -240,14 +241,17 @@ async def test_a_client_moves_to_another_broker_when_its_own_dies(mesh: NetworkC
             await transport.wait_connected(5)
         assert client.endpoint.url == urls[0]
         assert mqtt_broker.stop_running_broker(config, "bank-a", kill=True)
-        while not client.connected or client.endpoint.url == urls[0]:
-            await asyncio.sleep(0.05)
-        assert client.endpoint.url == urls[1]
-        await asyncio.sleep(0.3)
-        client.publish(topics.request_topic(CHAIN_ID, "supplier-a"), b"after failover", qos=1)
-        while not any(m.payload == b"after failover" for m in seen):
-            await asyncio.sleep(0.05)
-        for transport in (node, client):
-            await transport.close()
+        try:
+            while not client.connected or client.endpoint.url == urls[0]:
+                await asyncio.sleep(0.05)
+            assert client.endpoint.url == urls[1]
+            await asyncio.sleep(0.3)
+            client.publish(topics.request_topic(CHAIN_ID, "supplier-a"), b"after failover", qos=1)
+            while not any(m.payload == b"after failover" for m in seen):
+                await asyncio.sleep(0.05)
+            for transport in (node, client):
+                await transport.close()
+        finally:
+            mqtt_broker.restart_broker(config, "bank-a")
     assert client.counters.reconnects == 1
     assert [m.payload for m in seen].count(b"after failover") == 1

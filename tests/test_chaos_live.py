@@ -31,7 +31,7 @@ def test_chaos_with_a_fixed_seed_loses_nothing_and_duplicates_nothing(tmp_path: 
     assert report.indeterminate == 0, report.problems  # all committed after the heal
 
 
-BROKER_SEED = 12  # with a broker per organisation: two brokers killed, a partition, a kill
+BROKER_SEED = 12  # with a broker per organisation: in 12 s two brokers killed, a partition
 
 
 def test_chaos_with_a_broker_per_organisation_kills_brokers_and_loses_nothing(
@@ -39,10 +39,10 @@ def test_chaos_with_a_broker_per_organisation_kills_brokers_and_loses_nothing(
 ) -> None:
     with fresh_network(tmp_path / "net", load_signers=16, broker_per_node=True) as net:
         assert net.config.per_node_brokers
-        settings = ChaosSettings(duration_s=20.0, seed=BROKER_SEED, clients=4, rest_timeout_s=30.0)
+        settings = ChaosSettings(duration_s=12.0, seed=BROKER_SEED, clients=4, rest_timeout_s=30.0)
         report = asyncio.run(run_chaos(net.config, net.keys, settings))
     summary = report.as_json()
-    assert report.faults.get("broker_down", 0) >= 1, summary["events"]
+    assert report.faults.get("broker_down", 0) >= 2, summary["events"]
     assert report.acknowledged > 100, summary
     assert report.check.lost == 0, report.check.problems
     assert report.check.duplicated == 0, report.check.problems

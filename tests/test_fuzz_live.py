@@ -42,7 +42,7 @@ REQUIRED_REASONS = {
 }
 
 
-@pytest.mark.parametrize(("broker_per_node", "duration_s"), [(False, 20.0), (True, 12.0)])
+@pytest.mark.parametrize(("broker_per_node", "duration_s"), [(False, 20.0), (True, 9.0)])
 def test_fuzzing_leaves_the_network_committing_and_counting(
     tmp_path: Path, broker_per_node: bool, duration_s: float
 ) -> None:
