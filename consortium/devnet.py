@@ -3,7 +3,9 @@ as many extra signing members as a workload needs, written to a directory with f
 
 from __future__ import annotations
 
+import itertools
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,11 +114,20 @@ class Devnet:
 
 
 def make_devnet(
-    directory: Path, nodes: int = 5, load_signers: int = 0, **overrides: object
+    directory: Path,
+    nodes: int = 5,
+    load_signers: int = 0,
+    node_fields: Sequence[dict[str, object]] = (),
+    **overrides: object,
 ) -> Devnet:
-    """Write `nodes.yaml` and keys into `directory` and load them back as a user would."""
+    """Write `nodes.yaml` and keys into `directory` and load them back as a user would.
+    `node_fields[i]` adds fields to the i-th node's entry (its own broker, say)."""
     directory.mkdir(parents=True, exist_ok=True)
     raw = network_dict(nodes, load_signers) | overrides
+    raw["nodes"] = [
+        {**node, **extra}
+        for node, extra in itertools.zip_longest(raw["nodes"], node_fields, fillvalue={})
+    ]
     path = directory / "nodes.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     config = load_config(path)

@@ -22,13 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from consortium.chaos.checker import check_ledgers, read_ledger, store_heads
 from consortium.client.watch import probe_brokers
-from consortium.config import load_config
-from consortium.devnet import Devnet, network_dict
-from consortium.keys import init_keys, load_directory, load_keypair
+from consortium.devnet import Devnet, make_devnet
 from consortium.ledger.ledger import store_path
 from consortium.ledger.verify import verify_store
 from consortium.node import broker as mqtt_broker
@@ -46,23 +43,13 @@ _LOG_TAIL_LINES = 25
 
 
 def hosts_devnet(directory: Path, made: netns_hosts.Hosts) -> Devnet:
-    """make_devnet's network, written the way it writes it, with `brokers: per_node` and each
-    node's broker on its own host's address (make_devnet's `nodes` is a count, not a list)."""
-    raw = network_dict(HOSTS, load_signers=8) | {"brokers": "per_node"}
-    raw["nodes"] = [
-        {**node, "broker": f"mqtts://{host.address}:{BROKER_PORT}"}
-        for node, host in zip(raw["nodes"], made.hosts, strict=True)
-    ]
-    directory.mkdir(parents=True)
-    path = directory / "nodes.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    config = load_config(path)
-    init_keys(config, force=True)
-    return Devnet(
-        config,
-        load_directory(config),
-        {m.id: load_keypair(config, m.id, "member") for m in config.members},
-        {n.id: load_keypair(config, n.id, "node") for n in config.nodes},
+    """The devnet with `brokers: per_node` and each node's broker on its own host's address."""
+    return make_devnet(
+        directory,
+        HOSTS,
+        load_signers=8,
+        brokers="per_node",
+        node_fields=[{"broker": f"mqtts://{host.address}:{BROKER_PORT}"} for host in made.hosts],
     )
 
 
