@@ -265,3 +265,19 @@ def test_the_benchmark_refuses_a_block_size_out_of_range():
 
     result = CliRunner().invoke(bench, ["validator", "--block-txs", "0"])
     assert result.exit_code == 2 and "--block-txs" in result.output
+
+
+def test_a_cold_block_checks_one_signature_per_transaction_and_one_per_confirmation(setting):
+    """`bench validator`'s signatures_per_tx: what a cold validation of the block hands the
+    verifier, counted; its ceiling is all cores' verify rate over it."""
+    from consortium.bench.validator import signatures_per_tx
+
+    _, replica, executed = setting
+    txs = executed.block.txs
+    carried = sum(
+        1 for stx in txs if signature_claim(replica.state, stx.tx.op, stx.tx.args) is not None
+    )
+    assert carried > 0
+    expected = (len(txs) + carried) / len(txs)
+    assert signatures_per_tx(replica, executed.block.encode(), len(txs)) == expected
+    assert replica.pending == {}

@@ -16,7 +16,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,12 @@ class ValidatorResult:
     warm_tx_per_s: float
     cold_tx_per_s_state_in_memory: float
     warm_tx_per_s_state_in_memory: float
+    signatures_per_tx: float = 1.0
+
+    @property
+    def ceiling_tx_per_s(self) -> float:
+        """What the hardware allows a cold validator: every core verifying, nothing else."""
+        return self.verify_per_s_all_cores / self.signatures_per_tx
 
     def as_json(self) -> dict:
         return {
@@ -58,7 +64,42 @@ class ValidatorResult:
             "cold_tx_per_s_state_in_memory": round(self.cold_tx_per_s_state_in_memory),
             "warm_tx_per_s_state_in_memory": round(self.warm_tx_per_s_state_in_memory),
             "cold_over_verify": round(self.cold_tx_per_s / self.verify_per_s_1core, 3),
+            "signatures_per_tx": round(self.signatures_per_tx, 3),
+            "ceiling_tx_per_s": round(self.ceiling_tx_per_s),
+            "cold_over_ceiling": round(self.cold_tx_per_s / self.ceiling_tx_per_s, 3),
+            "warm_over_verify": round(self.warm_tx_per_s / self.verify_per_s_1core, 3),
         }
+
+
+class CountingVerifier:
+    """A `BatchVerifier` that counts the signatures it is handed, then lets `inner` check them."""
+
+    def __init__(self, inner: BatchVerifier) -> None:
+        self.inner = inner
+        self.jobs = 0
+
+    def start(self, jobs: Sequence[VerifyJob]) -> Callable[[], list[bool]]:
+        self.jobs += len(jobs)
+        return self.inner.start(jobs)
+
+    def verify_many(self, jobs: Sequence[VerifyJob]) -> list[bool]:
+        self.jobs += len(jobs)
+        return self.inner.verify_many(jobs)
+
+
+def signatures_per_tx(chain: Chain, block: bytes, block_txs: int) -> float:
+    """How many signatures a cold validation of `block` checks per transaction: its own, and
+    the confirmations and consents some transactions carry."""
+    saved = chain.verifier, chain.cache
+    counting = CountingVerifier(chain.verifier)
+    chain.verifier, chain.cache = counting, VerifiedCache()
+    chain.pending.clear()
+    try:
+        chain.validate(block)
+    finally:
+        chain.verifier, chain.cache = saved
+        chain.pending.clear()
+    return counting.jobs / block_txs
 
 
 def _verify_jobs_for_bench(count: int) -> list[VerifyJob]:
@@ -178,6 +219,7 @@ def run_validator_bench(
             block = executed.block.encode()
             verify_rate = measure_verify_rate()
             all_cores_rate = measure_pool_verify_rate(pool)
+            per_tx = signatures_per_tx(in_memory, block, block_txs)
             rates = {}
             # Alternating, so that both see the machine in the same state.
             for chain in (in_memory, on_disk, in_memory, on_disk):
@@ -197,6 +239,7 @@ def run_validator_bench(
                 disk_warm,
                 mem_cold,
                 mem_warm,
+                per_tx,
             )
     finally:
         if own_pool:

@@ -82,6 +82,11 @@ def bench_validator(block_txs: int, runs: int, plot_path: str | None, as_json: b
         f"{result.cold_tx_per_s_state_in_memory:,.0f} / {result.warm_tx_per_s_state_in_memory:,.0f}",
     )
     table.add_row("cold / raw verify", f"{result.cold_tx_per_s / result.verify_per_s_1core:.2f} x")
+    table.add_row(
+        f"ceiling: all cores' verify / {result.signatures_per_tx:.2f} signatures per tx",
+        f"{result.ceiling_tx_per_s:,.0f}",
+    )
+    table.add_row("cold / ceiling", f"{result.cold_tx_per_s / result.ceiling_tx_per_s:.2f} x")
     Console().print(table)
 
 
