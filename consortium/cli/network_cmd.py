@@ -16,7 +16,12 @@ from rich.table import Table
 
 from consortium.cli.common import ConsortiumGroup, config_option, json_option, load, print_json
 from consortium.cli.explorer_cmd import explorer_url
-from consortium.client.watch import StatusWatcher, collect_statuses, probe_brokers
+from consortium.client.watch import (
+    StatusWatcher,
+    collect_statuses,
+    heartbeat_age_s,
+    probe_brokers,
+)
 from consortium.config import NetworkConfig, load_config, record_topology
 from consortium.errors import ConfigError
 from consortium.node import broker, supervisor
@@ -192,7 +197,9 @@ def status(config_path: str, as_json: bool) -> None:
         return await collect_statuses(config), _broker_rows(config, brokers)
 
     statuses, broker_rows = asyncio.run(collect())
-    rows = _rows(config, statuses, {n: 0.0 for n in statuses})
+    now = time.time()
+    ages = {n: heartbeat_age_s(s, now) or 0.0 for n, s in statuses.items()}
+    rows = _rows(config, statuses, ages)
     if as_json:
         print_json({"nodes": rows, "brokers": broker_rows})
     else:

@@ -14,8 +14,18 @@ from consortium.transport import credentials, topics
 from consortium.transport.mqtt import IncomingMessage, MqttTransport, TransportError
 
 
+def heartbeat_age_s(status: dict[str, Any], now_s: float) -> float | None:
+    """How old a heartbeat is by the wall clock it was made with (`sent_at_ms`): a retained
+    one arrives at once however long ago its node sent it. None if it does not say."""
+    sent_at = status.get("sent_at_ms")
+    if not isinstance(sent_at, int) or isinstance(sent_at, bool):
+        return None
+    return max(0.0, now_s - sent_at / 1000)
+
+
 class StatusWatcher:
-    """Keeps the latest heartbeat of every node, with the local time it arrived."""
+    """Keeps the latest heartbeat of every node, with the local time it was made (its arrival,
+    less how old it says it is)."""
 
     def __init__(self, config: NetworkConfig) -> None:
         self.config = config
@@ -33,7 +43,8 @@ class StatusWatcher:
             return
         if status["id"] == parsed.publisher:
             self.latest[parsed.publisher] = status
-            self.seen_at[parsed.publisher] = time.monotonic()
+            age = heartbeat_age_s(status, time.time()) or 0.0
+            self.seen_at[parsed.publisher] = time.monotonic() - age
 
     def age_s(self, node_id: str) -> float | None:
         seen = self.seen_at.get(node_id)

@@ -155,6 +155,8 @@ class Node:
             "metrics_url": self.metrics.url,
             # Wall-clock ms minus the core's ms: puts the timeline's times on a common clock.
             "clock_offset_ms": int(time.time() * 1000) - self.now_ms(),
+            # When it was made: a retained heartbeat of a node long gone is old, not fresh.
+            "sent_at_ms": int(time.time() * 1000),
         }
 
     def status(self) -> dict[str, Any]:
