@@ -35,7 +35,7 @@ async def feed_history(config: NetworkConfig, history: NetworkHistory) -> None:
             history.bus_problem = (
                 None
                 if transport.connected
-                else f"not connected to the broker at {config.broker_url}: "
+                else f"not connected to the broker at {transport.endpoint.url}: "
                 + (transport.last_error or "connecting")
             )
             ages = {node: watcher.age_s(node) for node in config.node_ids}
