@@ -38,13 +38,10 @@ def broker_start(broker_id: str | None, config_path: str) -> None:
     config = load_config(config_path)
     local_tls.ensure_local_certificates(config)
     for each in _chosen(config, broker_id):
-        files = mqtt_broker.write_broker_config(
-            config, broker_id=each, tls=mqtt_broker.configured_tls(config, each)
-        )
-        process = mqtt_broker.start_broker(files)
+        process = mqtt_broker.start_configured(config, each)
         Console(stderr=True).print(
             f"broker {each} listening on {config.broker(each).url} (pid {process.pid});"
-            f" logins in {files.credentials_path}"
+            f" logins in {process.files.credentials_path}"
         )
 
 

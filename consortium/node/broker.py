@@ -637,12 +637,18 @@ def stop_running_broker(
     return True
 
 
-def restart_broker(config: NetworkConfig, broker_id: str) -> BrokerProcess:
-    """(Re)start one of the network's brokers: SIGKILL it if it runs, rewrite its configuration
-    (passwords kept), start it. Its bridges and everyone's connections come back by themselves."""
-    stop_running_broker(config, broker_id, kill=True)
+def start_configured(config: NetworkConfig, broker_id: str) -> BrokerProcess:
+    """Write one of the network's brokers' configuration (passwords kept, TLS from nodes.yaml)
+    and start it."""
     files = write_broker_config(config, broker_id=broker_id, tls=configured_tls(config, broker_id))
     return start_broker(files)
+
+
+def restart_broker(config: NetworkConfig, broker_id: str) -> BrokerProcess:
+    """(Re)start one of the network's brokers: SIGKILL it if it runs, then `start_configured`.
+    Its bridges and everyone's connections come back by themselves."""
+    stop_running_broker(config, broker_id, kill=True)
+    return start_configured(config, broker_id)
 
 
 def process_exists(pid: int) -> bool:

@@ -575,10 +575,7 @@ def start_brokers(config: NetworkConfig) -> list[broker.BrokerProcess]:
     started: list[broker.BrokerProcess] = []
     try:
         for each in config.brokers:
-            files = broker.write_broker_config(
-                config, broker_id=each.id, tls=broker.configured_tls(config, each.id)
-            )
-            started.append(broker.start_broker(files))
+            started.append(broker.start_configured(config, each.id))
     except BaseException:
         for process in started:
             broker.stop_broker(process)
