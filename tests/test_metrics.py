@@ -73,14 +73,16 @@ def test_metrics_have_the_nodes_figures_under_consortium_names():
 
 def test_store_writes_are_timed(tmp_path: Path):
     metrics = NodeMetrics()
-    store = TimedStore(tmp_path / "ledger.sqlite", metrics)
+    store = TimedStore(tmp_path / "ledger.sqlite", metrics, cache_bytes=2**20)
     store.write_consensus_records([("view", b"\x00")])
     store.write_consensus_records([])  # nothing written, nothing timed
     store.sync()
+    store.finish_checkpoint()
     store.close()
     text = generate_latest(metrics.registry).decode()
     assert 'consortium_store_write_seconds_count{kind="consensus_records"} 1.0' in text
     assert 'consortium_store_write_seconds_count{kind="sync"} 1.0' in text
+    assert 'consortium_store_write_seconds_count{kind="checkpoint"} 1.0' in text
 
 
 def test_the_endpoint_serves_on_a_free_port_and_survives_a_taken_one():

@@ -22,9 +22,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from consortium.budget import CacheBudget
 from consortium.config import NetworkConfig
 from consortium.keys import KeyDirectory, load_keypair
 from consortium.ledger.ledger import Ledger, store_path
+from consortium.ledger.wal import WalCheckpointer
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
 from consortium.node.metrics import NodeMetrics, TimedStore
@@ -36,6 +38,7 @@ from consortium.transport.mqtt import IncomingMessage, MqttTransport
 log = logging.getLogger("consortium.node")
 
 STATUS_INTERVAL_S = 0.25
+CHECKPOINT_POLL_S = 0.25
 FATAL_EXIT_STATUS = 70
 
 
@@ -48,7 +51,10 @@ class Node:
         self.login = login
         self.metrics = NodeMetrics()
         path = store_path(config, node_id)
-        self.ledger = Ledger(config, keys, path, store=TimedStore(path, self.metrics))
+        budget = CacheBudget.of_mb(config.cache_mb)
+        store = TimedStore(path, self.metrics, budget.store_pages)
+        self.ledger = Ledger(config, keys, path, store=store, budget=budget)
+        self.checkpointer = WalCheckpointer(path)
         key = load_keypair(config, node_id, "node")
         self.core = NodeCore(config, keys, node_id, key, self.ledger, durable=config.durable)
         self.timers: dict[str, asyncio.TimerHandle] = {}
@@ -170,6 +176,20 @@ class Node:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), STATUS_INTERVAL_S)
 
+    async def _checkpoint_wal(self) -> None:
+        """Keep the WAL short without the event loop ever waiting for a checkpoint's copying."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), CHECKPOINT_POLL_S)
+            store = self.ledger.store
+            if self.checkpointer.due(store):
+                try:
+                    self.checkpointer.start(store)
+                    passes, copied = await asyncio.to_thread(self.checkpointer.copy_until_quiet)
+                    self.checkpointer.finish(store, passes, copied)
+                except Exception as exc:
+                    self._fail("checkpointing the WAL", exc)
+
     # -- life ---------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -197,6 +217,7 @@ class Node:
             self._step("starting the replica", self.core.start, self.now_ms())
             status = asyncio.create_task(self._publish_status())
             admission = asyncio.create_task(self._admit_requests())
+            checkpoints = asyncio.create_task(self._checkpoint_wal())
             stopped = asyncio.create_task(self.stopping.wait())
             failed = asyncio.create_task(self.transport.wait_failed())
             await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
@@ -206,6 +227,7 @@ class Node:
             for handle in self.timers.values():
                 handle.cancel()
             await status
+            await checkpoints
             admission.cancel()
             self._flush()
             self.transport.publish(
@@ -215,5 +237,6 @@ class Node:
             )
             await self.transport.flush(1.0)
         self.metrics.close()
+        self.checkpointer.close()
         self.ledger.close()
         log.info("%s stopped at height %d", self.node_id, self.ledger.head.height)
