@@ -168,7 +168,8 @@ class Checkpoints:
 
     def between_blocks(self) -> None:
         if self.running is not None and self.running.done():
-            self.checkpointer.finish(self.store, *self.running.result())
+            self.running.result()
+            self.checkpointer.finish(self.store)
             self.running = None
             self.finished += 1
         if self.running is None and self.checkpointer.due(self.store):

@@ -34,7 +34,7 @@ Layouts measured and left alone: a rowid `txs` table with an index on the id dir
 are small and cost more per block once they are large; `mmap_size` and UPSERT instead of
 `INSERT OR REPLACE` made no measurable difference.
 
-A node checkpoints in the background instead (`consortium.node.wal`, `background_checkpoints`):
+A node checkpoints in the background instead (`consortium.ledger.wal`, `background_checkpoints`):
 a second connection on a worker thread copies the WAL into the file while the node goes on
 committing, and the node's own connection then copies the few frames added meanwhile, so the
 next write starts the WAL again. A checkpoint of a large store writes pages all over its file and

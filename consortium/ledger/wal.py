@@ -16,7 +16,6 @@ to interrupt at any point.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 from consortium.ledger.store import Store
@@ -30,13 +29,6 @@ QUIET_FRAMES = 256
 """A background pass that copied fewer frames than this leaves little for the node's own pass."""
 
 MAX_PASSES = 4
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointResult:
-    passes: int  # passes on the worker thread
-    copied_in_background: int  # frames they copied
-    frames_left: int  # WAL frames not copied even after the node's pass (a reader holds them)
 
 
 class WalCheckpointer:
@@ -77,7 +69,8 @@ class WalCheckpointer:
                 break
         return passes, total
 
-    def finish(self, store: Store, passes: int, copied: int) -> CheckpointResult:
-        """On the node's thread, between its writes: copy what the passes left."""
+    def finish(self, store: Store) -> int:
+        """On the node's thread, between its writes: copy what the passes left. Returns the
+        frames still not copied (0 unless a reader's snapshot holds them back)."""
         frames, done = store.finish_checkpoint()
-        return CheckpointResult(passes, copied, max(0, frames - done))
+        return max(0, frames - done)

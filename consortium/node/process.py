@@ -185,8 +185,8 @@ class Node:
             if self.checkpointer.due(store):
                 try:
                     self.checkpointer.start(store)
-                    passes, copied = await asyncio.to_thread(self.checkpointer.copy_until_quiet)
-                    self.checkpointer.finish(store, passes, copied)
+                    await asyncio.to_thread(self.checkpointer.copy_until_quiet)
+                    self.checkpointer.finish(store)
                 except Exception as exc:
                     self._fail("checkpointing the WAL", exc)
 
