@@ -20,7 +20,7 @@ import pytest
 
 from consortium.client import protocol
 from consortium.ledger import chain, store
-from consortium.node import core, effects, ledger_app
+from consortium.node import core, effects, ledger_app, outbox
 from consortium.pbft import replica
 from consortium.roles import quorum_size
 
@@ -118,6 +118,16 @@ def _no_sync_before_votes(mp: pytest.MonkeyPatch) -> None:
     )
 
 
+def _outbox_sends_once_the_sync_starts(mp: pytest.MonkeyPatch) -> None:
+    mutate(
+        mp,
+        outbox.Outbox,
+        "_enqueue",
+        "if self.waiting or self.required > self.finished:",
+        "if self.waiting or self.required > self.started:",
+    )
+
+
 def _no_nonce_check(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(chain, "last_nonce", lambda view, sender: 0)
 
@@ -173,10 +183,18 @@ MUTANTS = (
         "replica: a view change drops a prepared block", "model", _view_change_drops_prepared, 1
     ),
     Mutant("node: persist after send", "node", _persist_after_send, 6),
-    Mutant("node: no sync before a vote", "node", _no_sync_before_votes, 13),
-    Mutant("ledger: no nonce check", "node", _no_nonce_check, 20),
-    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 20),
+    Mutant("node: no sync before a vote", "node", _no_sync_before_votes, 6),
+    Mutant(
+        "node: the outbox sends once the sync starts, not when it ends",
+        "node",
+        _outbox_sends_once_the_sync_starts,
+        12,
+    ),
+    Mutant("ledger: no nonce check", "node", _no_nonce_check, 18),
+    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 18),
     Mutant("store: no transaction index rows", "node", _store_skips_the_index, 0),
-    Mutant("node: an answer names the head, not the tx's block", "node", _answer_names_the_head, 2),
+    Mutant(
+        "node: an answer names the head, not the tx's block", "node", _answer_names_the_head, 18
+    ),
     Mutant("client: accepts f matching notices", "node", _client_accepts_f, 0),
 )

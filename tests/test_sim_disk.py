@@ -21,6 +21,21 @@ def test_a_crash_keeps_what_was_synced_and_loses_what_was_not():
     assert disk.lost_writes == 1
 
 
+def test_a_sync_makes_durable_what_was_written_before_it_began():
+    disk = SimDisk("n0")
+    store = disk.open()
+    store.write_consensus_records([("view", b"before the sync")])
+    image, commits_before = store.begin_sync()
+    store.write_consensus_records([("view", b"while it ran")])
+    crashed = SimDisk("n0", synced=disk.synced, unsynced=list(disk.unsynced))
+    crashed.crash(random.Random(1), keep_some_unsynced=0.0)  # the crash came before it ended
+    assert crashed.open().consensus_records() == {}
+    disk.complete_sync(image, commits_before)
+    assert disk.unsynced and disk.syncs == 1  # the write made while it ran is still unsynced
+    disk.crash(random.Random(1), keep_some_unsynced=0.0)
+    assert disk.open().consensus_records() == {"view": b"before the sync"}
+
+
 def test_an_unsynced_commit_may_survive_but_never_half_of_one():
     disk = SimDisk("n0")
     store = disk.open()

@@ -2,10 +2,12 @@
 
 It moves bytes and time only. Each bus message, timer and queued client batch is one core step;
 the steps of one event-loop turn are gathered and carried out together (`effects.carry_out`): their
-consensus records in one SQLite transaction, one sync, then every publish. A step that raises
-anything the core does not expect stops the process at once (fail-stop, exit status 70) with a
-last log line `FATAL <reason>`: nothing of the failed turn is sent, and the node restarts from
-its disk (`up` supervises it).
+consensus records in one SQLite transaction, then a sync on a worker thread; the turn's publishes
+wait in the outbox (`node.outbox`) until that sync has finished, while the loop goes on with the
+next messages (group commit: one sync covers every turn gathered while the previous one ran). A
+step that raises anything the core does not expect stops the process at once (fail-stop, exit
+status 70) with a last log line `FATAL <reason>`: nothing of the failed turn is sent, and the node
+restarts from its disk (`up` supervises it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NoReturn
 
 from consortium.budget import CacheBudget
@@ -30,6 +33,7 @@ from consortium.ledger.wal import WalCheckpointer
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
 from consortium.node.metrics import NodeMetrics, TimedStore
+from consortium.node.outbox import Outbox
 from consortium.notices import encode_status
 from consortium.transport import credentials, topics
 from consortium.transport.credentials import BrokerLogin
@@ -39,6 +43,7 @@ log = logging.getLogger("consortium.node")
 
 STATUS_INTERVAL_S = 0.25
 CHECKPOINT_POLL_S = 0.25
+DRAIN_TIMEOUT_S = 10.0
 FATAL_EXIT_STATUS = 70
 
 
@@ -59,6 +64,8 @@ class Node:
         self.core = NodeCore(config, keys, node_id, key, self.ledger, durable=config.durable)
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.transport: MqttTransport | None = None
+        self.sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync")
+        self.outbox = Outbox(self.ledger.store, self._start_sync, self._send)
         self.turn = NodeStep()
         self.flush_scheduled = False
         self.requests_waiting = asyncio.Event()
@@ -89,9 +96,21 @@ class Node:
         self.flush_scheduled = False
         step, self.turn = self.turn, NodeStep()
         try:
-            carry_out(step, self.ledger.store, self, self, log)
+            carry_out(step, self.outbox, self.outbox, self, log)
         except Exception as exc:
             self._fail("writing a step's records", exc)
+
+    def _start_sync(self, number: int) -> None:
+        assert self.loop is not None
+        future = self.loop.run_in_executor(self.sync_thread, self.ledger.store.sync)
+        future.add_done_callback(lambda done: self._synced(number, done))
+
+    def _synced(self, number: int, done: Future[None] | asyncio.Future[None]) -> None:
+        try:
+            done.result()
+            self.outbox.synced(number)
+        except Exception as exc:
+            self._fail("syncing the store and sending what waited for it", exc)
 
     def _fail(self, what: str, exc: BaseException) -> NoReturn:
         """Fail-stop: memory may now hold what the disk does not back, so nothing more may leave
@@ -104,9 +123,9 @@ class Node:
         sys.stderr.flush()
         os._exit(FATAL_EXIT_STATUS)
 
-    # -- what carry_out needs: a bus and timers -----------------------------------------
+    # -- what carry_out needs: a bus (the outbox, which sends here) and timers ---------
 
-    def publish(self, item: Publish) -> None:
+    def _send(self, item: Publish) -> None:
         assert self.transport is not None and self.loop is not None
         if item.delay_ms:
             self.loop.call_later(
@@ -158,6 +177,8 @@ class Node:
         return {
             "pid": os.getpid(),
             "bus": bus,
+            # Group commit: sends waiting for a sync, and syncs finished since the node started.
+            "outbox": {"waiting": len(self.outbox.waiting), "syncs": self.outbox.finished},
             "metrics_url": self.metrics.url,
             # Wall-clock ms minus the core's ms: puts the timeline's times on a common clock.
             "clock_offset_ms": int(time.time() * 1000) - self.now_ms(),
@@ -189,6 +210,12 @@ class Node:
                     self.checkpointer.finish(store)
                 except Exception as exc:
                     self._fail("checkpointing the WAL", exc)
+
+    async def _drain_outbox(self) -> None:
+        """At shutdown: let the running sync finish and what waits for it leave."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while not self.outbox.idle and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
     # -- life ---------------------------------------------------------------------------
 
@@ -230,6 +257,7 @@ class Node:
             await checkpoints
             admission.cancel()
             self._flush()
+            await self._drain_outbox()
             self.transport.publish(
                 topics.status_topic(self.config.chain_id, self.node_id),
                 encode_status({**self.status(), "alive": False}),
@@ -237,6 +265,7 @@ class Node:
             )
             await self.transport.flush(1.0)
         self.metrics.close()
+        self.sync_thread.shutdown(wait=True)
         self.checkpointer.close()
         self.ledger.close()
         log.info("%s stopped at height %d", self.node_id, self.ledger.head.height)

@@ -1,11 +1,13 @@
 """A node's disk in the simulator: the real SQLite store, in memory, that loses what was not synced.
 
-The store's database lives in an in-memory SQLite connection. `sync` (the point after which the
-node may send what depends on its writes) serializes the whole database as the durable image;
-every COMMIT in between is remembered as an image the OS might have written back on its own. A
-crash keeps the last synced image or, sometimes, one of those later commits (never half of one:
-SQLite's transactions are atomic on a real disk too), so a crash loses every unsynced write or
-some of them. A restart reopens the real store from what survived.
+The store's database lives in an in-memory SQLite connection. A sync (after which the node may
+send what depends on its writes) takes time, as an `fsync` does: `begin_sync` serializes the
+whole database as it is when the sync starts, and `complete_sync` makes that image the durable
+one, later. Every COMMIT in between is remembered as an image the OS might have written back on
+its own. A crash keeps the last synced image or, sometimes, one of those later commits (never half
+of one: SQLite's transactions are atomic on a real disk too), so a crash loses every unsynced write
+or some of them; a sync the crash interrupted counts as not done. A restart reopens the real
+store from what survived.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class PowerLoss(Exception):
 class SimDisk:
     name: str
     synced: bytes | None = None
-    unsynced: list[bytes] = field(default_factory=list)
+    unsynced: list[bytes] = field(default_factory=list)  # the last commits' images, oldest first
+    commits: int = 0  # commits so far: the last of `unsynced` is commit number `commits`
     syncs: int = 0
     crashes: int = 0
     lost_writes: int = 0  # crashes that lost at least one committed but unsynced write
@@ -56,6 +59,14 @@ class SimDisk:
                 self.lost_writes += 1
         self.unsynced.clear()
 
+    def complete_sync(self, image: bytes, commits_before: int) -> None:
+        """A sync begun after `commits_before` commits, with this image, reached the disk: the
+        commits made since it began are still unsynced."""
+        self.synced = image
+        newer = self.commits - commits_before
+        self.unsynced = self.unsynced[-newer:] if newer else []
+        self.syncs += 1
+
 
 class MemoryStore(Store):
     def __init__(self, disk: SimDisk, db: sqlite3.Connection) -> None:
@@ -79,13 +90,16 @@ class MemoryStore(Store):
         super().write_consensus_records(writes)
 
     def sync(self) -> None:
+        self.disk.complete_sync(*self.begin_sync())
+
+    def begin_sync(self) -> tuple[bytes, int]:
+        """What a sync starting now will make durable once it completes, and when it began."""
         if self.disk.power_fails:
             raise PowerLoss(self.disk.name)
-        self.disk.synced = self._serialized()
-        self.disk.unsynced.clear()
-        self.disk.syncs += 1
+        return self._serialized(), self.disk.commits
 
     def _committed(self) -> None:
+        self.disk.commits += 1
         unsynced = self.disk.unsynced
         unsynced.append(self._serialized())
         if len(unsynced) > MAX_UNSYNCED_IMAGES:

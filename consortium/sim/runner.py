@@ -63,6 +63,7 @@ class SimSettings:
     consensus: ConsensusConfig = SIM_CONSENSUS
     app: str = "model"  # "node": the whole node (sim/whole.py); "model": replicas over SimApp
     faults: bool = True  # False: no network, disk or byzantine fault (`--faults none`)
+    sync_ms: int = 5  # the whole node's syncs take 1 to this many simulated ms
 
 
 def plan_for(rng: random.Random, nodes: list[str], settings: SimSettings) -> FaultPlan:

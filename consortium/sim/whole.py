@@ -2,10 +2,13 @@
 
 This is the code users run, minus the asyncio shell: admission and its queue, publisher checks,
 commit notices and answers to clients, `LedgerApp` over the real chain, persistence and restore
-through the real store, and `effects.carry_out` carrying out every step. Each node's store lives on
-a `SimDisk` that loses what was not synced when the node crashes. Clients sign real business
-transactions (`sim/business.py`), broadcast them, retransmit, and accept an outcome on f+1
-matching signed notices. The network faults and byzantine nodes are the model simulator's.
+through the real store, and `effects.carry_out` carrying out every step into the node's `Outbox`
+(group commit: a sync takes 1 to `sync_ms` simulated ms, and what waits for it leaves when it
+completes, while the node goes on). Each node's store lives on a `SimDisk` that loses what was not
+synced when the node crashes. Clients sign real business transactions (`sim/business.py`),
+broadcast them, retransmit, and accept an outcome on f+1 matching signed notices. The network
+faults and byzantine nodes are the model simulator's; crashes strike between steps, in a step
+that writes (before its sync) or while a sync runs (after the step's sends were queued).
 
 Besides the consensus checker, the run ends with business checks on every honest store: money
 conserved and the audit's consistency rules, every acknowledged transaction committed exactly once
@@ -37,6 +40,7 @@ from consortium.ledger.tx import SignedTransaction, decode_transaction
 from consortium.ledger.verify import verify_open_store
 from consortium.node.core import NodeCore, NodeStep, Publish
 from consortium.node.effects import carry_out
+from consortium.node.outbox import Outbox
 from consortium.notices import Answer, CommitNotice, decode_answer
 from consortium.pbft.actions import Send
 from consortium.pbft.messages import Commit, PrePrepare
@@ -46,7 +50,7 @@ from consortium.roles import max_faulty, quorum_size
 from consortium.sim.business import BusinessWorkload
 from consortium.sim.byzantine import Liar
 from consortium.sim.checker import Checker
-from consortium.sim.disk import PowerLoss, SimDisk
+from consortium.sim.disk import MemoryStore, PowerLoss, SimDisk
 from consortium.sim.network import SimNetwork
 from consortium.sim.runner import RunResult, SimSettings, fault_tallies, plan_for, run_checked
 from consortium.transport import topics
@@ -89,8 +93,9 @@ def node_key(node_id: str) -> KeyPair:
 
 @dataclass
 class Host:
-    """One simulated machine: a node core, its disk and timers. It is the bus and the timer
-    service `carry_out` needs; what it publishes goes through the simulation's network."""
+    """One simulated machine: a node core, its disk, its outbox and timers. It is the timer
+    service `carry_out` needs and what the outbox sends through; what it sends goes through the
+    simulation's network."""
 
     name: str
     node_id: str
@@ -101,13 +106,28 @@ class Host:
     twin: str = ""
     liar: Liar | None = None
     core: NodeCore | None = None
+    outbox: Outbox | None = None
+    boots: int = 0  # a sync still running when the node crashed must not complete after
     timers: dict[str, int] = field(default_factory=dict)
     crash_in_next_step: bool = False  # power fails in the next step that writes, before its sync
+    crash_in_next_sync: bool = False  # power fails while the next sync runs, before it completes
     published: int = 0
 
     def publish(self, item: Publish) -> None:
         self.published += 1
         self.sim.route(self, item)
+
+    def start_sync(self, number: int) -> None:
+        assert self.core is not None
+        store = self.core.ledger.store
+        assert isinstance(store, MemoryStore)
+        image, commits_before = store.begin_sync()
+        net, rng = self.sim.net, self.sim.rng
+        took = rng.randint(1, self.sim.settings.sync_ms)
+        net.push(net.now + took, "synced", (self, self.boots, number, image, commits_before))
+        if self.crash_in_next_sync:  # after this step's sends, before the sync completes
+            self.crash_in_next_sync = False
+            net.push(net.now + rng.randrange(took), "power_cut", (self, self.boots))
 
     def set_timer(self, name: str, at_ms: int) -> None:
         self.timers[name] = at_ms
@@ -211,6 +231,8 @@ class WholeNodeSimulation:
             ledger,
             wire_cache=self.cache,
         )
+        host.boots += 1
+        host.outbox = Outbox(ledger.store, host.start_sync, host.publish)
         host.timers.clear()
         if host.honest:
             self._resumed(host.name, ledger)
@@ -234,40 +256,54 @@ class WholeNodeSimulation:
             self.checker.on_committed(name, height, stored.hash, ids)
 
     def _crash(self, host: Host) -> None:
-        host.crash_in_next_step = False
+        host.crash_in_next_step = host.crash_in_next_sync = False
         if host.core is not None:
             host.core.ledger.close()
         host.core = None
+        host.outbox = None  # what waited for a sync dies with the node
         host.timers.clear()
         host.disk.crash(self.rng)
 
     def _carry(self, host: Host, step: NodeStep) -> None:
-        """The node's step, carried out as the node process does, then observed. A crash due
-        in a step that writes strikes once the step ran: the power fails at its first write or
-        sync (whatever `carry_out` sent before that point has left), and the disk keeps only
-        what earlier syncs made durable, or one of the later commits."""
-        core = host.core
-        assert core is not None
+        """The node's step, carried out as the node process does, then observed once what it
+        sent has left. A crash due in a step that writes strikes once the step ran: the power
+        fails at its first write or sync (whatever `carry_out` sent before that point has left),
+        and the disk keeps only what earlier syncs made durable, or one of the later commits."""
+        core, outbox = host.core, host.outbox
+        assert core is not None and outbox is not None
+        seen = self._observation(host, core, step)
         if host.crash_in_next_step and (step.sync or step.records):
             host.disk.power_fails = True
             sent_before = host.published
             with contextlib.suppress(PowerLoss):
-                carry_out(step, core.ledger.store, host, host)
+                carry_out(step, outbox, outbox, host)
             if host.published != sent_before:  # the world heard this step: it must hold
-                self._observe(host, core, step)
+                seen()
             self._crash(host)
             return
-        carry_out(step, core.ledger.store, host, host)
-        self._observe(host, core, step)
+        carry_out(step, outbox, outbox, host)
+        outbox.after_sent(seen)
 
-    def _observe(self, host: Host, core: NodeCore, step: NodeStep) -> None:
-        """What the rest of the world can now know of an honest node: its commits (their
-        notices have left) and its view."""
-        if host.honest:
-            for height in step.committed:
-                committed = core.app.recent[height]
-                self.checker.on_committed(host.name, height, committed.hash, committed.tx_ids)
-            self.checker.on_view(host.name, core.replica.view)
+    def _synced(self, host: Host, boots: int, number: int, image: bytes, before: int) -> None:
+        if host.core is None or host.outbox is None or host.boots != boots:
+            return  # the node crashed while syncing: the sync did not happen
+        host.disk.complete_sync(image, before)
+        host.outbox.synced(number)
+
+    def _observation(self, host: Host, core: NodeCore, step: NodeStep) -> Callable[[], None]:
+        """What the rest of the world can know of an honest node once the step's sends have
+        left: its commits (their notices) and its view."""
+        if not host.honest:
+            return lambda: None
+        committed = [(height, core.app.recent[height]) for height in step.committed]
+        view = core.replica.view
+
+        def seen() -> None:
+            for height, block in committed:
+                self.checker.on_committed(host.name, height, block.hash, block.tx_ids)
+            self.checker.on_view(host.name, view)
+
+        return seen
 
     # ------------------------------------------------------------------ the bus
 
@@ -407,6 +443,8 @@ class WholeNodeSimulation:
                     b"%d:%d:%d:%d;" % (at, dst.index, src.index, zlib.crc32(data))
                 )
                 self._carry(dst, dst.core.on_message(topic, data, at))
+            elif kind == "synced":
+                self._synced(*payload)
             elif kind == "timer":
                 host, name, due = payload
                 if host.core is not None and host.timers.get(name) == due:
@@ -427,10 +465,17 @@ class WholeNodeSimulation:
                 self._submit_next()
             elif kind == "crash":
                 if not self.net.healed and payload.core is not None:
-                    if self.rng.random() < 0.5:
+                    strike = self.rng.random()
+                    if strike < 1 / 3:
                         payload.crash_in_next_step = True
+                    elif strike < 2 / 3:
+                        payload.crash_in_next_sync = True
                     else:
                         self._crash(payload)
+            elif kind == "power_cut":
+                host, boots = payload
+                if not self.net.healed and host.core is not None and host.boots == boots:
+                    self._crash(host)
             elif kind == "restart":
                 if payload.core is None and not (self.net.healed and payload.twin == "b"):
                     self._boot(payload)
@@ -445,7 +490,7 @@ class WholeNodeSimulation:
     def _heal(self) -> None:
         self.net.healed = True
         for host in self.hosts.values():
-            host.crash_in_next_step = False
+            host.crash_in_next_step = host.crash_in_next_sync = False
             if host.twin == "b":
                 if host.core is not None:
                     host.core.ledger.close()
