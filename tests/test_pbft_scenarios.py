@@ -159,6 +159,12 @@ def test_backups_relay_what_the_primary_missed() -> None:
     run_script("relay.txt")
 
 
+def test_backups_let_go_of_what_the_primary_passes_over_while_it_makes_progress() -> None:
+    """A request the primary refused stays out of its blocks; backups holding it shed it after a
+    view-change timeout of progress, without relaying it or suspecting the primary."""
+    run_script("shed.txt")
+
+
 def test_checkpoint_and_garbage_collection() -> None:
     """Section 4.3 (garbage collection): stable checkpoints move the low watermark."""
     run_script("checkpoint_gc.txt")

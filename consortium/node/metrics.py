@@ -95,6 +95,12 @@ class _StatusCollector(Collector):
                 "relayed_requests",
                 "Client requests relayed to the primary.",
             ),
+            (
+                "consortium_shed_requests",
+                "shed_requests",
+                "Requests a backup let go of: the primary left them out of its blocks for a "
+                "view-change timeout while making progress.",
+            ),
         ):
             counter = CounterMetricFamily(name, doc, labels=["node"])
             counter.add_metric([node], float(status.get(key) or 0))

@@ -425,6 +425,7 @@ class Replica:
         progressed = self.executed != self.executed_at_last_relay
         self.executed_at_last_relay = self.executed
         if progressed:
+            self._shed_passed_over()
             self._arm_relay()
             return
         cutoff = self._now - self._relay_interval()
@@ -440,6 +441,23 @@ class Replica:
             for rid in stale:  # relayed again only after another interval without a proposal
                 self.pending_since[rid] = self._now
         self._arm_relay()
+
+    def _shed_passed_over(self) -> None:
+        """While blocks keep executing, a request the primary has left out for a whole
+        view-change timeout is one it refused (its backlog was full: the client was told so) or
+        will not propose. A backup that kept it would only shrink its own room for the requests
+        the primary does take, and validate those cold; it lets it go, and the client sends it
+        again (an unanswered client retransmits)."""
+        cutoff = self._now - self.config.view_change_timeout_ms
+        inflight = self._inflight_ids()
+        passed = [
+            rid
+            for rid, since in self.pending_since.items()
+            if since <= cutoff and rid not in inflight
+        ]
+        for rid in passed:
+            self._drop_pending(rid)
+        self.stats["shed_requests"] += len(passed)
 
     def _on_forward(self, body: ForwardRequests) -> None:
         for request in body.requests:
