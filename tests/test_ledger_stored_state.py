@@ -10,6 +10,7 @@ import pytest
 
 from consortium import codec
 from consortium.budget import CacheBudget
+from consortium.client.wallet import Wallet
 from consortium.ledger.ledger import Ledger, store_path
 from consortium.ledger.store import Store, StoreError
 from consortium.ledger.verify import verify_store
@@ -161,3 +162,37 @@ def test_node_memory_stays_within_its_budget_as_the_chain_grows(tmp_path):
     print(f"{per_tx:.0f} bytes per committed transaction")
     assert per_tx < 100, f"{per_tx:.0f} bytes per committed transaction"
     ledger.close()
+
+
+def test_a_block_reads_the_ids_it_creates_in_one_pass_and_still_refuses_a_taken_one(drafted):
+    """Executing a block of drafts looks up none of its fresh ids one by one (they are read at
+    once before it runs); the answers are the table's, so an id already taken is still refused."""
+    net, _, ledger = drafted
+    store = ledger.store
+    single_reads: list[str] = []
+    read_one = store.state_value
+
+    def counted(key: str) -> bytes | None:
+        single_reads.append(key)
+        return read_one(key)
+
+    store.state_value = counted  # type: ignore[method-assign]
+    signer = Wallet(net.config.chain_id, "supplier-a", net.member_pairs["supplier-a"], 10_000)
+    stxs = [
+        signer.sign("receivable.draft", {"debtor": "core", "amount": 77 + i, "due_day": 10**6})
+        for i in range(30)
+    ]
+    taken = stxs[7]
+    taken_key = "rcv/" + f"rcv-{taken.tx_id.hex()[:16]}"
+    with store._transaction():  # as if an earlier transaction had derived the same id
+        store.db.execute(
+            "INSERT INTO state (key, value) VALUES (?, ?)", (taken_key, codec.encode({"x": 1}))
+        )
+    executed, excluded = ledger.chain.propose(
+        [ledger.chain.admit(s.raw) for s in stxs], view=0, proposer="bank-a"
+    )
+    assert not excluded
+    assert [k for k in single_reads if k.startswith("rcv/")] == []
+    refused = [r for r in executed.receipts if not r.ok]
+    assert [r.tx_id for r in refused] == [taken.tx_id]
+    assert "is taken" in refused[0].reason

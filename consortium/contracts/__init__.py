@@ -20,7 +20,13 @@ from consortium.contracts.context import (
 )
 from consortium.contracts.genesis import genesis_writes
 from consortium.contracts.issuance import transfer_statement
-from consortium.contracts.operations import OPERATIONS, PARAMETERS, execute, signature_claim
+from consortium.contracts.operations import (
+    OPERATIONS,
+    PARAMETERS,
+    created_keys,
+    execute,
+    signature_claim,
+)
 from consortium.contracts.pricing import commission_ceiling_bp
 from consortium.contracts.receivables import confirmation_statement
 from consortium.contracts.registry import member
@@ -49,6 +55,7 @@ __all__ = [
     "commission_ceiling_bp",
     "confirmation_statement",
     "contact_commitment",
+    "created_keys",
     "credit_report",
     "credit_score",
     "execute",

@@ -20,6 +20,7 @@ from consortium.contracts import (
     loans,
     pools,
     receivables,
+    records,
     registry,
     servicing,
     warehouse,
@@ -38,10 +39,18 @@ class Operation:
     params: frozenset[str]
     claim: Claim | None = None
     """For operations that carry a signature besides the transaction's: which one it checks."""
+    creates: tuple[tuple[str, str], ...] = ()
+    """(record prefix, kind) of each id it derives from the transaction id (`records.new_id`):
+    a block's node reads whether those are taken in one pass before running it."""
 
 
-def _op(handler: Handler, *params: str, claim: Claim | None = None) -> Operation:
-    return Operation(handler, frozenset(params), claim)
+def _op(
+    handler: Handler,
+    *params: str,
+    claim: Claim | None = None,
+    creates: tuple[tuple[str, str], ...] = (),
+) -> Operation:
+    return Operation(handler, frozenset(params), claim, creates)
 
 
 _TABLE: dict[str, Operation] = {
@@ -51,7 +60,9 @@ _TABLE: dict[str, Operation] = {
     "member.unfreeze": _op(registry.unfreeze, "member"),
     "clock.advance": _op(clock.advance, "days"),
     "credit.set_line": _op(credit.set_line, "member", "limit"),
-    "receivable.draft": _op(receivables.draft, "debtor", "amount", "due_day"),
+    "receivable.draft": _op(
+        receivables.draft, "debtor", "amount", "due_day", creates=((records.RECEIVABLE, "rcv"),)
+    ),
     "receivable.confirm": _op(
         receivables.confirm,
         *("receivable", "amount", "due_day", "confirmation"),
@@ -61,13 +72,19 @@ _TABLE: dict[str, Operation] = {
     "receivable.transfer": _op(receivables.transfer, "receivable", "to"),
     "receivable.pledge": _op(receivables.pledge, "receivable", "bank"),
     "receivable.settle": _op(receivables.settle, "receivable"),
-    "loan.lend": _op(loans.lend, "borrower", "principal", "amount_due", "due_day", "receivable"),
+    "loan.lend": _op(
+        loans.lend,
+        *("borrower", "principal", "amount_due", "due_day", "receivable"),
+        creates=((records.LOAN, "loan"),),
+    ),
     "loan.repay": _op(loans.repay, "loan", "amount"),
     "loan.record_repayment": _op(loans.record_repayment, "loan", "amount"),
     "loan.mark_overdue": _op(loans.mark_overdue, "loan"),
     "loan.write_off": _op(loans.write_off, "loan"),
     "collection.publish": _op(
-        collection.publish, "loan", "bid_deadline", "reveal_deadline", "contact_commitment"
+        collection.publish,
+        *("loan", "bid_deadline", "reveal_deadline", "contact_commitment"),
+        creates=((records.TASK, "task"),),
     ),
     "collection.bid": _op(collection.bid, "task", "commitment"),
     "collection.reveal": _op(collection.reveal, "task", "rate_bp", "salt"),
@@ -77,7 +94,9 @@ _TABLE: dict[str, Operation] = {
     "collection.report_recovery": _op(collection.report_recovery, "task", "amount"),
     "collection.settle": _op(collection.settle, "task"),
     "warehouse.issue": _op(
-        warehouse.issue, "owner", "lot", "commodity", "quantity", "grade", "inspection"
+        warehouse.issue,
+        *("owner", "lot", "commodity", "quantity", "grade", "inspection"),
+        creates=((records.WAREHOUSE_RECEIPT, "whr"),),
     ),
     "warehouse.amend": _op(
         warehouse.amend,
@@ -85,15 +104,23 @@ _TABLE: dict[str, Operation] = {
         claim=warehouse.amendment_claim,
     ),
     "warehouse.pledge": _op(warehouse.pledge, "receipt", "bank"),
-    "warehouse.lend": _op(warehouse.lend, "receipt", "principal", "amount_due", "due_day"),
+    "warehouse.lend": _op(
+        warehouse.lend,
+        *("receipt", "principal", "amount_due", "due_day"),
+        creates=((records.LOAN, "loan"),),
+    ),
     "warehouse.release": _op(warehouse.release, "receipt", "quantity"),
     "warehouse.outbound": _op(warehouse.outbound, "receipt", "quantity"),
     "warehouse.liquidate": _op(warehouse.liquidate, "receipt", "proceeds"),
     "creditline.open": _op(
-        creditlines.open_line, "borrower", "amounts", "due_days", "threshold", "rate_bp"
+        creditlines.open_line,
+        *("borrower", "amounts", "due_days", "threshold", "rate_bp"),
+        creates=((records.TRANCHE_LINE, "cl"),),
     ),
     "pool.create": _op(
-        pools.create, "loans", "arranger", "period_days", "default_days", "data_commitment"
+        pools.create,
+        *("loans", "arranger", "period_days", "default_days", "data_commitment"),
+        creates=((records.POOL, "pool"),),
     ),
     "pool.structure": _op(pools.structure, "pool", "tranches"),
     "pool.grant_data": _op(pools.grant_data, "pool", "agency", "ciphertexts"),
@@ -122,6 +149,15 @@ def execute(
         raise RuleViolation(f"unknown operation {shown(op)}")
     who = registry.caller(view, ctx.sender)
     return operation.handler(view, ctx, who, Args(op, args, operation.params))
+
+
+def created_keys(op: str, tx_id: bytes) -> list[str]:
+    """The state keys a transaction would create under ids derived from its id, for a read
+    of them all at once ahead of execution (execution still checks each)."""
+    operation = _TABLE.get(op) if type(op) is str else None
+    if operation is None:
+        return []
+    return [prefix + records.derived_id(kind, tx_id) for prefix, kind in operation.creates]
 
 
 def signature_claim(view: StateView, op: str, args: dict[str, Any]) -> SignatureClaim | None:

@@ -374,9 +374,14 @@ def make_loan(
     }
 
 
+def derived_id(kind: str, tx_id: bytes, suffix: str = "") -> str:
+    """The id a transaction gives what it creates: every node derives the same one."""
+    return f"{kind}-{tx_id.hex()[:16]}{suffix}"
+
+
 def new_id(view: StateView, prefix: str, kind: str, tx_id: bytes, suffix: str = "") -> str:
     """A fresh id derived from the transaction id, so every node picks the same one."""
-    record_id = f"{kind}-{tx_id.hex()[:16]}{suffix}"
+    record_id = derived_id(kind, tx_id, suffix)
     if view.get(prefix + record_id) is not None:
         raise RuleViolation(f"id {record_id} is taken")
     return record_id

@@ -116,6 +116,7 @@ def execute(
     transactions that belong in the block, and those that do not (with the ledger error).
     `check_signature` checks the signatures that contracts find inside transactions."""
     height = parent_header.height + 1
+    _prefetch_created(parent, txs)
     block_view = Overlay(parent)
     receipts: list[Receipt] = []
     excluded: list[tuple[SignedTransaction, str]] = []
@@ -143,6 +144,19 @@ def execute(
             receipts.append(Receipt(stx.tx_id, True, "", result))
         block_view.put(nonce_key, tx.nonce)
     return block_view, receipts, excluded
+
+
+def _prefetch_created(parent: View, txs: Sequence[SignedTransaction]) -> None:
+    """Read at once, from a node's state on disk, what the block's transactions will look up
+    one by one: the ids they create (fresh, so never cached) and their senders' nonces."""
+    committed = parent
+    while isinstance(committed, Layer):
+        committed = committed.base
+    if isinstance(committed, StoredState):
+        keys = [NONCE_PREFIX + stx.tx.sender for stx in txs]
+        for stx in txs:
+            keys += contracts.created_keys(stx.tx.op, stx.tx_id)
+        committed.prefetch(keys)
 
 
 class Chain:

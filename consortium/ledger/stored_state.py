@@ -16,7 +16,7 @@ opening a store costs no pass over the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from consortium import codec
@@ -34,6 +34,8 @@ class StateTable(Protocol):
     """What the state needs of the store (`consortium.ledger.store.Store`)."""
 
     def state_value(self, key: str) -> bytes | None: ...
+
+    def state_values(self, keys: Sequence[str]) -> dict[str, bytes]: ...
 
     def state_keys_with_prefix(self, prefix: str) -> list[str]: ...
 
@@ -79,7 +81,9 @@ class StoredState:
         return self._cache.current_bytes
 
     def _load(self, key: str) -> _Entry:
-        encoded = self._table.state_value(key)
+        return self._remember(key, self._table.state_value(key))
+
+    def _remember(self, key: str, encoded: bytes | None) -> _Entry:
         if encoded is None:
             entry = _ABSENT
         else:
@@ -89,6 +93,18 @@ class StoredState:
                 raise DamagedStateEntry(f"state entry {key!r} is damaged: {exc}") from None
         self._cache.put(key, entry, _cost(key, entry))
         return entry
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Cache the entries of `keys` not cached yet (absent ones as absent), read from the
+        table in one pass: a block about to check that the ids it creates are free then finds
+        each answer in the cache instead of paying a table lookup per key."""
+        cache = self._cache
+        missing = sorted({key for key in keys if key not in cache})
+        if not missing:
+            return
+        found = self._table.state_values(missing)
+        for key in missing:
+            self._remember(key, found.get(key))
 
     def get(self, key: str) -> Any | None:
         entry = self._cached(key)
