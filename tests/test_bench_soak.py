@@ -214,3 +214,7 @@ def test_a_short_soak_reports_memory_windows_and_a_restart() -> None:
     assert restart["caught_up"] and figures["restart_s"] > 0
     assert restart["height"] >= restart["others_min_height"] > 0
     assert figures["restart_committed_txs"] == restart["committed_txs"] > 0
+    at_end = restart["at_end"]
+    assert set(at_end) == {"agency", "bank-a", "bank-b", "core", "regulator"}
+    assert at_end[restart["node"]]["height"] >= restart["height"]
+    assert all(s["view"] is not None and s["mempool"] is not None for s in at_end.values())

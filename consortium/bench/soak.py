@@ -90,6 +90,9 @@ class RestartResult:
     others_committed_txs: int | None  # the median of the other nodes' at the same moment
     timeout_s: float
     load_tx_per_s: float
+    # Each node's view of the network when the measurement ended: what explains a failed restart
+    # (a stalled network, a view change that did not finish, pools full, answers refused).
+    at_end: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,7 @@ class RestartResult:
             "others_committed_txs": self.others_committed_txs,
             "timeout_s": self.timeout_s,
             "load_tx_per_s": self.load_tx_per_s,
+            "at_end": self.at_end,
         }
 
 
@@ -351,7 +355,29 @@ async def _restart_backup(config: NetworkConfig, timeout_s: float, rate: float) 
         others_committed_txs=_median_int([int(s.get("committed_txs") or 0) for s in seen.values()]),
         timeout_s=timeout_s,
         load_tx_per_s=rate,
+        at_end={n: restart_diagnosis(s) for n, s in sorted(watcher.latest.items())},
     )
+
+
+DIAGNOSIS_KEYS = (
+    "pid",
+    "view",
+    "changing_view",
+    "height",
+    "committed_txs",
+    "tx_per_s",
+    "mempool",
+    "queued_request_bytes",
+    "view_changes",
+    "answers_sent",
+    "refusals_sent",
+    "rejected_by_reason",
+)
+
+
+def restart_diagnosis(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a node's heartbeat that tells why a restarted node did or did not catch up."""
+    return {key: status.get(key) for key in DIAGNOSIS_KEYS}
 
 
 # -- the run ----------------------------------------------------------------------------------
