@@ -174,7 +174,7 @@ def _client_accepts_f(mp: pytest.MonkeyPatch) -> None:
 
 MUTANTS = (
     Mutant("replica: a quorum one short", "model", _quorum_one_short, 1),
-    Mutant("replica: COMMIT before prepared", "model", _commit_before_prepared, 43),
+    Mutant("replica: COMMIT before prepared", "model", _commit_before_prepared, 11),
     Mutant("replica: a backup never suspects the primary", "model", _never_suspects_the_primary, 0),
     Mutant(
         "replica: a restart forgets prepared certificates", "model", _restart_forgets_prepared, 72
@@ -188,10 +188,10 @@ MUTANTS = (
         "node: the outbox sends once the sync starts, not when it ends",
         "node",
         _outbox_sends_once_the_sync_starts,
-        12,
+        20,
     ),
-    Mutant("ledger: no nonce check", "node", _no_nonce_check, 18),
-    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 18),
+    Mutant("ledger: no nonce check", "node", _no_nonce_check, 7),
+    Mutant("ledger app: forgets committed requests", "node", _forgets_committed_requests, 7),
     Mutant("store: no transaction index rows", "node", _store_skips_the_index, 0),
     Mutant(
         "node: an answer names the head, not the tx's block", "node", _answer_names_the_head, 18

@@ -27,9 +27,18 @@ def parent_of(block: bytes) -> bytes:
     return block[:32]
 
 
+HELD: dict[tuple[int, bytes], bytes] = {}  # the blocks the planning replica holds
+
+
 def proof(view: int, seq: int, block: bytes) -> PreparedProof:
+    """A certificate as a VIEW-CHANGE quotes it (by digest); its block is held."""
     pp = PrePrepare(view, seq, sha256(block), block)
-    return PreparedProof(sign(PRIMARY_KEY, "test", "n00", pp), ())
+    HELD[(seq, pp.digest)] = block
+    return PreparedProof(sign(PRIMARY_KEY, "test", "n00", pp), ()).without_block()
+
+
+def held_block(seq: int, digest: bytes) -> bytes:
+    return HELD[(seq, digest)]
 
 
 class NullBuilder:
@@ -45,7 +54,7 @@ class NullBuilder:
 
 
 def plan(selection: Selection, nulls: NullBuilder) -> list[PlannedBlock]:
-    return list(plan_new_view(selection, parent_of, nulls))
+    return list(plan_new_view(selection, held_block, parent_of, nulls))
 
 
 def test_a_prepared_chain_is_kept_whole() -> None:
@@ -130,7 +139,7 @@ def test_null_blocks_are_asked_for_only_once_the_previous_entry_is_taken() -> No
         return nulls(seq, tip)
 
     for planned in plan_new_view(
-        Selection(0, GENESIS, {1: proof(0, 1, b1)}, 3), parent_of, null_block
+        Selection(0, GENESIS, {1: proof(0, 1, b1)}, 3), held_block, parent_of, null_block
     ):
         events.append(f"take {planned.seq}")
     assert events == ["take 1", "build 2", "take 2", "build 3", "take 3"]
@@ -146,7 +155,7 @@ def test_a_null_block_the_callback_rejects_stops_the_plan() -> None:
     taken = []
     with pytest.raises(RemoteError, match="bad null block at 2"):
         for planned in plan_new_view(
-            Selection(0, GENESIS, {1: proof(0, 1, b1)}, 3), parent_of, received
+            Selection(0, GENESIS, {1: proof(0, 1, b1)}, 3), held_block, parent_of, received
         ):
             taken.append(planned.seq)
     assert taken == [1]

@@ -23,11 +23,13 @@ from consortium.pbft.messages import (
     Commit,
     CommittedBlocks,
     FetchBlocks,
+    FetchProposals,
     ForwardRequests,
     Message,
     NewView,
     Prepare,
     PrePrepare,
+    Proposal,
     Signed,
     Status,
     ViewChange,
@@ -111,6 +113,8 @@ class ConsensusFuzzer:
             "enormous_new_view": self.enormous_new_view,
             "fetch_beyond_head": self.fetch_beyond_head,
             "forged_certificate_blocks": self.forged_certificate_blocks,
+            "fetch_unknown_proposals": self.fetch_unknown_proposals,
+            "unasked_proposal": self.unasked_proposal,
             "oversized_forward": self.oversized_forward,
             "garbage_forward": self.garbage_forward,
             "stale_checkpoint": self.stale_checkpoint,
@@ -240,6 +244,18 @@ class ConsensusFuzzer:
             "forged_certificate_blocks", self._signed(body), self.rng.choice(self.others)
         )
 
+    def fetch_unknown_proposals(self) -> HostileMessage:
+        wanted = tuple((self.bus.executed + i, self._digest()) for i in range(1, 4))
+        body = FetchProposals(wanted)
+        return HostileMessage(
+            "fetch_unknown_proposals", self._signed(body), self.rng.choice(self.others)
+        )
+
+    def unasked_proposal(self) -> HostileMessage:
+        block = self.rng.choice(self.bus.blocks) if self.bus.blocks else self.rng.randbytes(300)
+        body = Proposal(self.bus.executed + 1, block)
+        return HostileMessage("unasked_proposal", self._signed(body))
+
     def oversized_forward(self) -> HostileMessage:
         count = MAX_FORWARDED_REQUESTS + self.rng.randint(1, 1000)
         wire = (ForwardRequests.KIND, self.victim, (b"x",) * count, b"\0" * SIGNATURE_BYTES)
@@ -279,6 +295,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "enormous_new_view": ("not_primary", "bad_new_view"),
     "fetch_beyond_head": ("nothing_to_fetch",),
     "forged_certificate_blocks": ("bad_certificate", "useless_blocks", "invalid_block"),
+    "fetch_unknown_proposals": ("nothing_to_fetch",),
+    "unasked_proposal": ("unwanted_proposal", "invalid_block", "malformed"),
     "oversized_forward": ("malformed",),
     "garbage_forward": ("invalid_request",),
     "stale_checkpoint": ("stale_checkpoint",),

@@ -64,6 +64,10 @@ class PrePrepare:
     def signed_part(self) -> tuple:
         return (self.view, self.seq, self.digest)
 
+    def without_block(self) -> PrePrepare:
+        """The same assignment by digest only: its signature still verifies, its size is fixed."""
+        return PrePrepare(self.view, self.seq, self.digest, b"")
+
     @staticmethod
     def from_wire(value: Any) -> PrePrepare:
         view, seq, digest, block = codec.expect_tuple(value, 4, "preprepare")
@@ -125,10 +129,17 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class PreparedProof:
-    """A prepared certificate: the pre-prepare and matching PREPAREs from other replicas."""
+    """A prepared certificate: the pre-prepare and matching PREPAREs from other replicas.
+
+    A replica keeps its own with the block; a VIEW-CHANGE quotes them `without_block`."""
 
     preprepare: Signed
     prepares: tuple[Signed, ...]
+
+    def without_block(self) -> PreparedProof:
+        pp = self.preprepare.body
+        assert isinstance(pp, PrePrepare)
+        return PreparedProof(self.preprepare.with_body(pp.without_block()), self.prepares)
 
     def to_wire(self) -> tuple:
         return (self.preprepare.to_wire(), tuple(p.to_wire() for p in self.prepares))
@@ -144,7 +155,11 @@ class PreparedProof:
 
 @dataclass(frozen=True, slots=True)
 class ViewChange:
-    """Sender moves to `new_view`, reporting its stable checkpoint and prepared certificates."""
+    """Sender moves to `new_view`, reporting its stable checkpoint and prepared certificates.
+
+    The certificates name their blocks by digest: a VIEW-CHANGE's size does not depend on the
+    block size, and a replica that lacks a block the new view re-issues fetches it
+    (`FetchProposals`) from the replicas that prepared it."""
 
     KIND: ClassVar[int] = 5
     new_view: int
@@ -178,7 +193,10 @@ class ViewChange:
 
 @dataclass(frozen=True, slots=True)
 class NewView:
-    """The new primary's proof (a quorum of VIEW-CHANGEs) and the pre-prepares it re-issues."""
+    """The new primary's proof (a quorum of VIEW-CHANGEs) and the pre-prepares it re-issues.
+
+    A re-issued prepared block travels by digest only (an empty `block`); a null block, small
+    and new, travels whole."""
 
     KIND: ClassVar[int] = 6
     view: int
@@ -286,6 +304,47 @@ class ForwardRequests:
         return ForwardRequests(tuple(_bytes(r, "request") for r in items))
 
 
+@dataclass(frozen=True, slots=True)
+class FetchProposals:
+    """Send me the blocks proposed at these (seq, digest) pairs: a new view re-issues them and
+    this replica does not hold them."""
+
+    KIND: ClassVar[int] = 11
+    wanted: tuple[tuple[int, bytes], ...]
+
+    def to_wire(self) -> tuple:
+        return self.wanted
+
+    signed_part = to_wire
+
+    @staticmethod
+    def from_wire(value: Any) -> FetchProposals:
+        out = []
+        for item in _array(value, "wanted", MAX_FETCH_BLOCKS):
+            seq, digest = codec.expect_tuple(item, 2, "wanted proposal")
+            out.append((_int(seq, "seq"), _digest(digest, "digest")))
+        return FetchProposals(tuple(out))
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One block proposed at `seq`, answering `FetchProposals`; its digest says which it is."""
+
+    KIND: ClassVar[int] = 12
+    seq: int
+    block: bytes
+
+    def to_wire(self) -> tuple:
+        return (self.seq, self.block)
+
+    signed_part = to_wire
+
+    @staticmethod
+    def from_wire(value: Any) -> Proposal:
+        seq, block = codec.expect_tuple(value, 2, "proposal")
+        return Proposal(_int(seq, "seq"), _bytes(block, "block"))
+
+
 Message = (
     PrePrepare
     | Prepare
@@ -297,6 +356,8 @@ Message = (
     | FetchBlocks
     | CommittedBlocks
     | ForwardRequests
+    | FetchProposals
+    | Proposal
 )
 MESSAGE_TYPES: dict[int, Any] = {
     cls.KIND: cls
@@ -311,6 +372,8 @@ MESSAGE_TYPES: dict[int, Any] = {
         FetchBlocks,
         CommittedBlocks,
         ForwardRequests,
+        FetchProposals,
+        Proposal,
     )
 }
 DOMAINS = {kind: f"consortium/pbft/{cls.__name__.lower()}" for kind, cls in MESSAGE_TYPES.items()}
@@ -335,6 +398,12 @@ class Signed:
 
     def encode(self) -> bytes:
         return codec.encode_flat(self.to_wire())
+
+    def with_body(self, body: Message) -> Signed:
+        """The same signature over another body with the same signed part (a pre-prepare with
+        or without its block)."""
+        assert body.signed_part() == self.body.signed_part()
+        return Signed(self.sender, body, self.signature)
 
     @staticmethod
     def from_wire(value: Any) -> Signed:

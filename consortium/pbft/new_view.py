@@ -8,8 +8,10 @@ is none. Blocks here are hash-chained, which plain PBFT does not need, so one mo
 re-issued only if its parent is the block chosen just before it; otherwise a null block takes its
 place.
 
-The primary that builds the NEW-VIEW and every backup that checks it run this one planner, so the
-two cannot drift apart. Only the null blocks differ between them: their digests are known once
+Certificates name their blocks by digest; the planner reads each block through `block_of`,
+so a caller first makes sure it holds every block the selection names (fetching the ones it
+lacks). The primary that builds the NEW-VIEW and every backup that checks it run this one
+planner, so the two cannot drift apart. Only the null blocks differ between them: their digests are known once
 the primary has built them, or once a backup has read them from the NEW-VIEW, so both pass
 `null_block` and the planner asks for each when its turn comes.
 """
@@ -41,12 +43,19 @@ builds it; a backup returns the one the NEW-VIEW carries, after checking that it
 on `tip`, and raises when it is not (the planner lets the exception through)."""
 
 
+BlockOf = Callable[[int, bytes], bytes]
+"""`(seq, digest) -> block`: the block proposed at `seq` with `digest`, held by the caller."""
+
+
 def plan_new_view(
-    selection: Selection, parent: Callable[[bytes], bytes], null_block: NullBlock
+    selection: Selection,
+    block_of: BlockOf,
+    parent: Callable[[bytes], bytes],
+    null_block: NullBlock,
 ) -> Iterator[PlannedBlock]:
     """The blocks of sequence numbers min-s + 1 .. max-s, in order.
 
-    `parent(block)` reads the digest a block builds on (raising `InvalidBlock` for bytes that do
+    `block_of` gives the block each chosen certificate names. `parent(block)` reads the digest a block builds on (raising `InvalidBlock` for bytes that do
     not decode: such a block extends nothing). Entries are produced one at a time, and
     `null_block(seq, tip)` is called only once the entry for seq - 1 has been taken, so a caller
     that extends a speculative chain (the primary validates each re-issued block, then builds the
@@ -54,10 +63,11 @@ def plan_new_view(
     tip = selection.min_digest
     for seq in range(selection.min_s + 1, selection.max_s + 1):
         proof = selection.best.get(seq)
-        if proof is not None and _extends(proof, tip, parent):
-            pp = proof.preprepare.body
-            assert isinstance(pp, PrePrepare)
-            planned = PlannedBlock(seq, pp.block, pp.digest, proof)
+        pp = None if proof is None else proof.preprepare.body
+        assert pp is None or isinstance(pp, PrePrepare)
+        block = None if pp is None else block_of(seq, pp.digest)
+        if pp is not None and block is not None and _extends(block, tip, parent):
+            planned = PlannedBlock(seq, block, pp.digest, proof)
         else:
             block, digest = null_block(seq, tip)
             planned = PlannedBlock(seq, block, digest, None)
@@ -65,10 +75,8 @@ def plan_new_view(
         tip = planned.digest
 
 
-def _extends(proof: PreparedProof, tip: bytes, parent: Callable[[bytes], bytes]) -> bool:
-    pp = proof.preprepare.body
-    assert isinstance(pp, PrePrepare)
+def _extends(block: bytes, tip: bytes, parent: Callable[[bytes], bytes]) -> bool:
     try:
-        return parent(pp.block) == tip
+        return parent(block) == tip
     except InvalidBlock:
         return False

@@ -8,7 +8,7 @@ alone and a NEW-VIEW is verified by recomputing exactly what its primary compute
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from consortium.errors import RemoteError
@@ -76,7 +76,6 @@ class ProofChecker:
         checkpoint_interval: int,
         window: int,
         genesis_digest: bytes,
-        block_digest: Callable[[bytes], bytes],
         cache: WireCache,
     ) -> None:
         self.chain_id = chain_id
@@ -86,7 +85,6 @@ class ProofChecker:
         self.interval = checkpoint_interval
         self.window = window
         self.genesis_digest = genesis_digest
-        self.block_digest = block_digest
         self.cache = cache
 
     def primary_of(self, view: int) -> str:
@@ -127,8 +125,8 @@ class ProofChecker:
         primary = self.primary_of(pp.view)
         if proof.preprepare.sender != primary or not self.is_valid_signature(proof.preprepare):
             raise Dropped("bad_prepared_proof")
-        if self.block_digest(pp.block) != pp.digest:
-            raise Dropped("digest_mismatch")
+        if pp.block:
+            raise Dropped("bad_prepared_proof")  # certificates are quoted by digest
         signers = set()
         for signed in proof.prepares:
             p = signed.body

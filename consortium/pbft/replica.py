@@ -46,19 +46,21 @@ from consortium.pbft.messages import (
     Commit,
     CommittedBlocks,
     FetchBlocks,
+    FetchProposals,
     ForwardRequests,
     Message,
     NewView,
     Prepare,
     PreparedProof,
     PrePrepare,
+    Proposal,
     Signed,
     Status,
     ViewChange,
     sign,
 )
 from consortium.pbft.new_view import plan_new_view
-from consortium.pbft.proofs import Dropped, ProofChecker, select_prepared
+from consortium.pbft.proofs import Dropped, ProofChecker, Selection, select_prepared
 from consortium.pbft.settings import ConsensusConfig
 from consortium.pbft.wire import WireCache
 from consortium.roles import max_faulty, quorum_size
@@ -72,6 +74,10 @@ VIEW_CHANGE_TIMER = "view_change"
 STATUS_TIMER = "status"
 FETCH_TIMER = "fetch"
 RELAY_TIMER = "relay"
+PROPOSALS_TIMER = "proposals"
+MAX_PROPOSALS_PER_SEQ = 4
+"""Blocks remembered per sequence number besides the slot's and its certificate's: those of
+earlier views that a later NEW-VIEW may re-issue and a peer may ask for."""
 # The replica's record of its stable checkpoint: (seq, block hash, the quorum of CHECKPOINTs).
 STABLE_RECORD = "stable"
 
@@ -127,7 +133,6 @@ class Replica:
             self.interval,
             self.window,
             app.genesis_digest(),
-            app.digest,
             self.cache,
         )
         self.counters: Counter[str] = Counter()  # dropped inputs, by reason
@@ -162,6 +167,14 @@ class Replica:
         self.timer_due: dict[str, int] = {}
         self.last_push: dict[str, int] = {}
         self.committed_digests: dict[int, bytes] = {}
+        # Blocks proposed in the window, by seq and digest: certificates travel by digest, so a
+        # replica serves these to peers that a new view asks to re-issue them.
+        self.proposals: dict[int, dict[bytes, bytes]] = {}
+        # Blocks a NEW-VIEW needs that this replica lacks, each with the replicas that hold it
+        # (the certificate's signers); the NEW-VIEW waiting for them, when this is a backup.
+        self.wanted_proposals: dict[tuple[int, bytes], tuple[str, ...]] = {}
+        self.proposal_attempt = 0
+        self.waiting_new_view: Signed | None = None
         self.executed_at_last_heartbeat = -1
         self._now = 0
         self._out = Actions()
@@ -254,6 +267,9 @@ class Replica:
             self._start_fetch()
         elif name == RELAY_TIMER:
             self._relay_unproposed()
+        elif name == PROPOSALS_TIMER:
+            self.proposal_attempt += 1
+            self._fetch_proposals()
         return self._finish()
 
     @property
@@ -357,6 +373,10 @@ class Replica:
             self._on_committed_blocks(body)
         elif isinstance(body, ForwardRequests):
             self._on_forward(body)
+        elif isinstance(body, FetchProposals):
+            self._on_fetch_proposals(signed, body)
+        elif isinstance(body, Proposal):
+            self._on_proposal(body)
 
     def _slot(self, seq: int) -> Slot:
         slot = self.slots.get(seq)
@@ -557,6 +577,7 @@ class Replica:
         slot.prepare_sent = slot.commit_sent = False
         self._persist(f"pp/{pp.seq:012d}", signed.encode())
         self.recorded_seqs.add(pp.seq)
+        self._remember_proposal(pp.seq, pp.digest, pp.block)
 
     def _on_preprepare(self, signed: Signed, pp: PrePrepare) -> None:
         self._check_view(pp.view)
@@ -784,6 +805,8 @@ class Replica:
         self._persist(STABLE_RECORD, codec.encode_flat(wire))
         for old in [s for s in self.slots if s <= seq]:
             del self.slots[old]
+        self.proposals = {k: v for k, v in self.proposals.items() if k > seq}
+        self.wanted_proposals = {k: v for k, v in self.wanted_proposals.items() if k[0] > seq}
         for old in sorted(s for s in self.recorded_seqs if s <= seq):
             self._persist(f"pp/{old:012d}", None)
             self._persist(f"proof/{old:012d}", None)
@@ -798,7 +821,7 @@ class Replica:
 
     def _make_view_change(self, new_view: int) -> ViewChange:
         proofs = tuple(
-            slot.proof
+            slot.proof.without_block()
             for seq, slot in sorted(self.slots.items())
             if slot.proof is not None and seq > self.stable_seq
         )
@@ -816,6 +839,9 @@ class Replica:
         self.failed_views += 1
         self.view = new_view
         self.changing = True
+        waiting = self.waiting_new_view
+        if waiting is None or waiting.body.view < new_view:  # type: ignore[union-attr]
+            self._stop_fetching_proposals()
         self._persist_view()
         for name in (PROGRESS_TIMER, BATCH_TIMER, VIEW_CHANGE_TIMER):
             self._cancel_timer(name)
@@ -874,6 +900,8 @@ class Replica:
         if self.executed < min_s:
             self._want_blocks_up_to(min_s)
             return
+        if self._want_missing_blocks(selection):
+            return
         self.app.discard_speculation_above(self.executed)
 
         def build_null(seq: int, tip: bytes) -> tuple[bytes, bytes]:
@@ -883,7 +911,7 @@ class Replica:
             return block, self.app.digest(block)
 
         preprepares = []
-        for planned in plan_new_view(selection, self.app.parent, build_null):
+        for planned in plan_new_view(selection, self._held_block, self.app.parent, build_null):
             seq, block = planned.seq, planned.block
             if seq <= self.executed:
                 if self.app.digest(block) != self._committed_digest(seq):
@@ -893,7 +921,8 @@ class Replica:
                     self.app.validate(seq, self.view, self.node_id, block)
                 except (InvalidBlock, MissingParent) as exc:
                     raise LocalError(f"prepared block {seq} does not validate: {exc}") from exc
-            preprepares.append(self._sign(PrePrepare(self.view, seq, planned.digest, block)))
+            carried = b"" if planned.proof is not None else block  # re-issued by digest
+            preprepares.append(self._sign(PrePrepare(self.view, seq, planned.digest, carried)))
         nv = NewView(self.view, tuple(chosen), tuple(preprepares))
         signed = self._broadcast(nv)
         self._enter_new_view(signed, nv, min_s, max_s, validated=True)
@@ -925,6 +954,9 @@ class Replica:
         min_s, max_s = selection.min_s, selection.max_s
         if len(nv.preprepares) != max_s - min_s:
             raise Dropped("bad_new_view")
+        if self._want_missing_blocks(selection):
+            self.waiting_new_view = signed  # checked again once the blocks are in
+            return
 
         def carried(seq: int) -> PrePrepare:
             """The NEW-VIEW's pre-prepare for `seq`, well formed and signed by its primary."""
@@ -935,20 +967,25 @@ class Replica:
                 or pp_signed.sender != signed.sender
                 or (pp.view, pp.seq) != (nv.view, seq)
                 or not self.proofs.is_valid_signature(pp_signed)
-                or self.app.digest(pp.block) != pp.digest
             ):
                 raise Dropped("bad_new_view")
             return pp
 
         def carried_null(seq: int, tip: bytes) -> tuple[bytes, bytes]:
             pp = carried(seq)
-            if self.app.request_ids(pp.block) or self.app.parent(pp.block) != tip:
+            if (
+                self.app.digest(pp.block) != pp.digest
+                or self.app.request_ids(pp.block)
+                or self.app.parent(pp.block) != tip
+            ):
                 raise Dropped("bad_new_view")
             return pp.block, pp.digest
 
-        for planned in plan_new_view(selection, self.app.parent, carried_null):
-            if planned.proof is not None and carried(planned.seq).digest != planned.digest:
-                raise Dropped("bad_new_view")
+        for planned in plan_new_view(selection, self._held_block, self.app.parent, carried_null):
+            if planned.proof is not None:
+                reissued = carried(planned.seq)
+                if reissued.digest != planned.digest or reissued.block:
+                    raise Dropped("bad_new_view")
             if (
                 planned.seq <= self.executed
                 and self._committed_digest(planned.seq) != planned.digest
@@ -968,6 +1005,7 @@ class Replica:
         self._persist_view()
         self._persist("new_view", signed.encode())
         self._cancel_timer(VIEW_CHANGE_TIMER)
+        self._stop_fetching_proposals()
         self.view_changes = {v: s for v, s in self.view_changes.items() if v > self.view}
         if not validated:
             self.app.discard_speculation_above(self.executed)
@@ -981,6 +1019,9 @@ class Replica:
             assert isinstance(pp, PrePrepare)
             if pp.seq <= self.stable_seq:
                 continue
+            if not pp.block:  # a re-issued block: the planner made sure it is held
+                pp = PrePrepare(pp.view, pp.seq, pp.digest, self._held_block(pp.seq, pp.digest))
+                pp_signed = pp_signed.with_body(pp)
             slot = self._slot(pp.seq)
             self._accept_preprepare(slot, pp_signed, pp, tuple(self.app.request_ids(pp.block)))
             slot.validated = validated or pp.seq <= self.executed
@@ -1025,6 +1066,107 @@ class Replica:
                 self.checkpoint_votes.setdefault(c.seq, {}).setdefault(signed.sender, signed)
         if proof:
             self._checkpoints_to_check.add(proof[0].body.seq)  # type: ignore[union-attr]
+
+    # ----------------------------------------------------------------- proposals by digest
+
+    def _remember_proposal(self, seq: int, digest: bytes, block: bytes) -> None:
+        if seq <= self.stable_seq or not block:
+            return
+        held = self.proposals.setdefault(seq, {})
+        held.pop(digest, None)
+        held[digest] = block  # the newest last
+        while len(held) > MAX_PROPOSALS_PER_SEQ:
+            del held[next(iter(held))]
+
+    def _block_for(self, seq: int, digest: bytes) -> bytes | None:
+        """The block proposed at `seq` with `digest`, if this replica holds it."""
+        if 0 < seq <= self.executed and self._committed_digest(seq) == digest:
+            return self.app.committed_block(seq)[0]
+        slot = self.slots.get(seq)
+        if slot is not None:
+            if slot.block and slot.digest == digest:
+                return slot.block
+            if slot.proof is not None:
+                pp = slot.proof.preprepare.body
+                assert isinstance(pp, PrePrepare)
+                if pp.digest == digest and pp.block:
+                    return pp.block
+        return self.proposals.get(seq, {}).get(digest)
+
+    def _held_block(self, seq: int, digest: bytes) -> bytes:
+        block = self._block_for(seq, digest)
+        if block is None:
+            raise LocalError(f"the block at {seq} a new view re-issues is not held")
+        return block
+
+    def _want_missing_blocks(self, selection: Selection) -> bool:
+        """Ask for the blocks the selected certificates name and this replica lacks, each from
+        the replicas that signed its certificate (at least f + 1 honest ones accepted it);
+        whether any is missing."""
+        missing: dict[tuple[int, bytes], tuple[str, ...]] = {}
+        for seq, proof in selection.best.items():
+            pp = proof.preprepare.body
+            assert isinstance(pp, PrePrepare)
+            if self._block_for(seq, pp.digest) is None:
+                signers = (proof.preprepare.sender, *(p.sender for p in proof.prepares))
+                missing[(seq, pp.digest)] = tuple(s for s in signers if s != self.node_id)
+        if not missing:
+            return False
+        fresh = any(key not in self.wanted_proposals for key in missing)
+        self.wanted_proposals.update(missing)
+        if fresh or PROPOSALS_TIMER not in self.timer_due:
+            self._fetch_proposals()
+        return True
+
+    def _fetch_proposals(self) -> None:
+        """Ask one holder of each wanted block, a different one on each attempt."""
+        if not self.wanted_proposals:
+            return
+        asks: dict[str, list[tuple[int, bytes]]] = {}
+        peers = tuple(p for p in self.nodes if p != self.node_id)
+        for key, holders in sorted(self.wanted_proposals.items()):
+            choices = holders or peers
+            peer = choices[self.proposal_attempt % len(choices)]
+            asks.setdefault(peer, []).append(key)
+        for peer, keys in sorted(asks.items()):
+            self._send_to(peer, FetchProposals(tuple(keys[:MAX_FETCH_BLOCKS])))
+        self._set_timer(PROPOSALS_TIMER, self._now + max(self._status_interval() // 2, 1))
+
+    def _stop_fetching_proposals(self) -> None:
+        self.wanted_proposals = {}
+        self.waiting_new_view = None
+        self.proposal_attempt = 0
+        self._cancel_timer(PROPOSALS_TIMER)
+
+    def _on_fetch_proposals(self, signed: Signed, fp: FetchProposals) -> None:
+        found = [(seq, self._block_for(seq, digest)) for seq, digest in fp.wanted]
+        held = [(seq, block) for seq, block in found if block is not None]
+        if not held:
+            raise Dropped("nothing_to_fetch")
+        # Blocks are large: answer each peer at most once per half status interval.
+        key = "proposals:" + signed.sender
+        if self._now - self.last_push.get(key, -(10**12)) < self._status_interval() // 2:
+            raise Dropped("fetch_too_often")
+        self.last_push[key] = self._now
+        for seq, block in held:
+            self._send_to(signed.sender, Proposal(seq, block))
+
+    def _on_proposal(self, p: Proposal) -> None:
+        key = (p.seq, self.app.digest(p.block))
+        if key not in self.wanted_proposals:
+            raise Dropped("unwanted_proposal")
+        del self.wanted_proposals[key]
+        self._remember_proposal(p.seq, key[1], p.block)
+        self.stats["proposals_fetched"] += 1
+        if self.wanted_proposals:
+            return
+        self._cancel_timer(PROPOSALS_TIMER)
+        self.proposal_attempt = 0
+        waiting, self.waiting_new_view = self.waiting_new_view, None
+        if waiting is not None:
+            self._on_new_view(waiting, waiting.body)  # type: ignore[arg-type]
+        elif self.changing and self.primary == self.node_id:
+            self._try_new_view()
 
     # ----------------------------------------------------------------- status and state transfer
 
@@ -1156,6 +1298,7 @@ class Replica:
                 signed = Signed.decode(value)
                 pp = signed.body
                 assert isinstance(pp, PrePrepare)
+                self._remember_proposal(pp.seq, pp.digest, pp.block)
                 if pp.view == self.view and not self.changing and pp.seq > self.stable_seq:
                     slot = self._slot(pp.seq)
                     slot.preprepare, slot.digest, slot.block = signed, pp.digest, pp.block
@@ -1166,6 +1309,7 @@ class Replica:
                 proof = PreparedProof.from_wire(codec.decode(value))
                 pp = proof.preprepare.body
                 assert isinstance(pp, PrePrepare)
+                self._remember_proposal(pp.seq, pp.digest, pp.block)
                 if pp.seq > self.stable_seq:
                     slot = self._slot(pp.seq)
                     slot.proof = proof

@@ -55,6 +55,8 @@ def describe(signed: Signed) -> str:
         fields.append(f"prepared={len(body.prepared)}")  # type: ignore[union-attr]
     if name == "NewView":
         fields.append(f"preprepares={len(body.preprepares)}")  # type: ignore[union-attr]
+    if name == "FetchProposals":
+        fields.append(f"wanted={len(body.wanted)}")  # type: ignore[union-attr]
     if name == "CommittedBlocks":
         fields.append(f"blocks={len(body.blocks)}")  # type: ignore[union-attr]
     return f"{name}({', '.join(fields)})"
@@ -189,12 +191,12 @@ class Cluster:
         if node.replica is not None:
             node.max_view = max(node.max_view, node.replica.view)
 
-    def submit(self, node_id: str, client: str, nonce: int) -> bytes:
+    def submit(self, node_id: str, client: str, nonce: int, payload: bytes = b"op") -> bytes:
         rid = request_id_of(client, nonce)
         self.submitted.add(rid)
         node = self.nodes[node_id]
         if node.replica is not None:
-            request = make_request(client, nonce, b"op")
+            request = make_request(client, nonce, payload)
             label = f"{node_id} submit {client} {nonce}"
             self._step(node, label, lambda r: r.submit(request, self.now))
         return rid
