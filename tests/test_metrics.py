@@ -31,6 +31,7 @@ STATUS = {
     "queued_request_bytes": 0,
     "view_changes": 2,
     "relayed_requests": 0,
+    "proposals_fetched": 3,
     "rejected_by_reason": {"bad_signature": 3, "stale_nonce": 1},
     "bus": {"received": 500, "published": 400, "reconnects": 1},
 }
@@ -59,6 +60,7 @@ def test_metrics_have_the_nodes_figures_under_consortium_names():
         'consortium_view_changes_total{node="bank-a"} 2.0',
         'consortium_committed_transactions_total{node="bank-a"} 1234.0',
         'consortium_mempool_requests{node="bank-a"} 9.0',
+        'consortium_proposals_fetched_total{node="bank-a"} 3.0',
         'consortium_rejected_messages_total{node="bank-a",reason="bad_signature"} 3.0',
         'consortium_bus_messages_total{direction="in",node="bank-a"} 500.0',
         'consortium_bus_messages_total{direction="out",node="bank-a"} 400.0',

@@ -454,6 +454,7 @@ class NodeCore:
             "view_changes": self.replica.stats.get("view_changes", 0),
             "relayed_requests": self.replica.stats.get("relayed_requests", 0),
             "shed_requests": self.replica.stats.get("shed_requests", 0),
+            "proposals_fetched": self.replica.stats.get("proposals_fetched", 0),
             "answers_sent": self.answers_sent,
             "refusals_sent": self.refusals_sent,
             "durable": self.durable,

@@ -101,6 +101,11 @@ class _StatusCollector(Collector):
                 "Requests a backup let go of: the primary left them out of its blocks for a "
                 "view-change timeout while making progress.",
             ),
+            (
+                "consortium_proposals_fetched",
+                "proposals_fetched",
+                "Blocks a new view re-issued by digest that this node lacked and fetched.",
+            ),
         ):
             counter = CounterMetricFamily(name, doc, labels=["node"])
             counter.add_metric([node], float(status.get(key) or 0))
